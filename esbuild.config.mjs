@@ -1,0 +1,57 @@
+/**
+ * One self-contained ESM bundle per function (plus the migration job), with sourcemaps and a metafile each:
+ * the container image ships these files and nothing from node_modules. `node esbuild.config.mjs` builds all.
+ */
+import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { build } from 'esbuild';
+
+const ENTRIES = {
+  ingest: 'functions/ingest/main.ts',
+  query: 'functions/query/main.ts',
+  migrate: 'scripts/migrate.ts',
+};
+
+// knex loads every dialect's driver lazily by name; only node-pg is used, the rest must not be resolved.
+const UNUSED_DRIVERS = [
+  'better-sqlite3',
+  'sqlite3',
+  'mysql',
+  'mysql2',
+  'oracledb',
+  'tedious',
+  'pg-native',
+  'pg-query-stream',
+  'cloudflare:sockets',
+  'mariadb',
+  'mariadb/callback',
+  'pg-cloudflare',
+];
+
+await mkdir('dist', { recursive: true });
+const sizes = {};
+for (const [name, entry] of Object.entries(ENTRIES)) {
+  const result = await build({
+    entryPoints: [entry],
+    outfile: `dist/${name}.mjs`,
+    bundle: true,
+    platform: 'node',
+    target: 'node24',
+    format: 'esm',
+    minify: true,
+    keepNames: true,
+    sourcemap: 'linked',
+    legalComments: 'linked',
+    metafile: true,
+    external: UNUSED_DRIVERS,
+    logLevel: 'warning',
+    // CommonJS dependencies (knex, pg, pino) call require() for Node built-ins; give the ESM bundle one.
+    banner: {
+      js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);",
+    },
+  });
+  await writeFile(`dist/${name}.meta.json`, JSON.stringify(result.metafile));
+  sizes[name] = (await stat(`dist/${name}.mjs`)).size;
+}
+for (const [name, bytes] of Object.entries(sizes)) {
+  process.stdout.write(`dist/${name}.mjs  ${(bytes / 1024).toFixed(1)} KiB\n`);
+}

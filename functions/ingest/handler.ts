@@ -1,0 +1,62 @@
+import { createHash } from 'node:crypto';
+import middy from '@middy/core';
+import { AppError } from '#lib/errors';
+import {
+  API_METHODS,
+  createRouter,
+  type HttpEvent,
+  type HttpHandler,
+  type HttpResponse,
+  header,
+  type JsonHttpEvent,
+  jsonBody,
+  jsonResponse,
+  openApiRoute,
+  problemErrors,
+  requestId,
+} from '#lib/http';
+import type { Logger } from '#lib/observability';
+import type { IngestService } from '#lib/records';
+
+export interface IngestHandlerDeps {
+  readonly ingest: IngestService;
+  readonly logger: Logger;
+  readonly openApi: object;
+  readonly bodyLimitBytes: number;
+}
+
+// Visible ASCII, as Stripe and the IETF httpapi draft use; long enough for a UUID or a content hash.
+const IDEMPOTENCY_KEY = /^[\x21-\x7E]{1,255}$/;
+
+/** The ingest function: `POST /data` (one record or a batch) and the OpenAPI document. */
+export function createIngestHandler({ ingest, logger, openApi, bodyLimitBytes }: IngestHandlerDeps): HttpHandler {
+  const router = createRouter(
+    [
+      {
+        method: 'POST',
+        path: '/data',
+        handler: async (event) => {
+          const { body, rawBody } = event as unknown as JsonHttpEvent;
+          const key = header(event, 'idempotency-key');
+          if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
+            throw new AppError('invalid-header', 'Idempotency-Key must be 1–255 visible ASCII characters.', {
+              issues: [{ pointer: '/headers/idempotency-key', detail: 'must be 1–255 visible ASCII characters' }],
+            });
+          }
+          const fingerprint = createHash('sha256').update(rawBody).digest('base64url');
+          const result = await ingest.ingest({ body, ...(key !== undefined && { idempotency: { key, fingerprint } }) });
+          const only = result.records.length === 1 ? result.records[0] : undefined;
+          return jsonResponse(201, result, only ? { location: `/data/${only.id}` } : {});
+        },
+      },
+      { method: 'GET', path: '/openapi.json', handler: openApiRoute(openApi) },
+    ],
+    API_METHODS,
+  );
+
+  return middy<HttpEvent, HttpResponse>()
+    .use(requestId())
+    .use(jsonBody({ limitBytes: bodyLimitBytes }))
+    .use(problemErrors(logger))
+    .handler(router);
+}

@@ -1,0 +1,44 @@
+/** Process entry of the ingest function: wires PostgreSQL into the handler and serves it on $PORT. */
+import { createDatabase, createRecordRepository, pingDatabase, schedulePartitionMaintenance } from '#lib/db';
+import { buildOpenApiDocument } from '#lib/http';
+import { createIngestService, createRecordValidator } from '#lib/records';
+import { bootstrap, runFunction } from '#lib/runtime';
+import { createIngestHandler } from './handler.ts';
+
+const { config, logger } = bootstrap(process.env);
+
+const db = createDatabase({ ...config.database, applicationName: `${config.service}:ingest` });
+// Partitions must exist before the first write of each day; every pod keeps them ahead, serialised by a lock.
+const maintenance = schedulePartitionMaintenance(
+  db,
+  {
+    pastDays: Math.ceil(config.records.maxPastMs / 86_400_000),
+    aheadDays: config.storage.partitionPrecreateDays,
+    retentionDays: config.storage.retentionDays,
+    idempotencyTtlHours: config.storage.idempotencyTtlHours,
+  },
+  logger,
+);
+await maintenance.firstRun;
+
+const handler = createIngestHandler({
+  ingest: createIngestService({
+    store: createRecordRepository({ db, idempotencyTtlHours: config.storage.idempotencyTtlHours }),
+    validator: createRecordValidator(config.records),
+  }),
+  logger,
+  openApi: buildOpenApiDocument(config.records),
+  bodyLimitBytes: config.http.bodyLimitBytes,
+});
+
+await runFunction({
+  handler,
+  logger,
+  functionName: 'ingest',
+  ...config.http,
+  readiness: () => pingDatabase(db).then(() => true),
+  close: async () => {
+    maintenance.stop();
+    await db.destroy();
+  },
+});

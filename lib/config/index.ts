@@ -1,0 +1,196 @@
+/**
+ * Environment → one frozen, typed, validated configuration object. Only a process entry (`main.ts`, scripts)
+ * calls `loadConfig(process.env)`; everything else receives the slice it needs.
+ */
+import Joi from 'joi';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface DatabaseConfig {
+  readonly url: string;
+  /** Optional read replica used by the query function. */
+  readonly readUrl: string | undefined;
+  readonly poolMax: number;
+  readonly connectTimeoutMs: number;
+  readonly statementTimeoutMs: number;
+}
+
+export interface HttpConfig {
+  readonly host: string;
+  readonly port: number;
+  readonly bodyLimitBytes: number;
+  /** Above Knative queue-proxy's 90 s idle timeout, or it reuses sockets we already closed (knative/serving#12414). */
+  readonly keepAliveTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  /** How long SIGTERM may take to drain in-flight requests before the process gives up and exits. */
+  readonly drainTimeoutMs: number;
+}
+
+export interface RecordLimits {
+  readonly maxBatchRecords: number;
+  readonly payloadMaxBytes: number;
+  readonly payloadMaxDepth: number;
+  readonly maxPastMs: number;
+  readonly maxFutureMs: number;
+}
+
+export interface StorageConfig {
+  /** Daily partitions created ahead of today. */
+  readonly partitionPrecreateDays: number;
+  /** Drop partitions older than this many days; 0 keeps everything. */
+  readonly retentionDays: number;
+  readonly idempotencyTtlHours: number;
+}
+
+export interface ServiceConfig {
+  readonly service: string;
+  readonly revision: string;
+  readonly logLevel: LogLevel;
+  readonly database: DatabaseConfig;
+  readonly http: HttpConfig;
+  readonly records: RecordLimits;
+  readonly storage: StorageConfig;
+  readonly cursorSecret: string;
+}
+
+/** Thrown with every invalid variable named, so one failed start shows everything to fix. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+// Cursors are authenticated so that clients cannot forge positions; deployments set their own secret.
+const DEFAULT_CURSOR_SECRET = 'data-service-default-cursor-secret';
+
+const postgresUrl = Joi.string().uri({ scheme: ['postgres', 'postgresql'] });
+const int = (min: number, max: number) => Joi.number().integer().min(min).max(max);
+
+const envSchema = Joi.object({
+  K_SERVICE: Joi.string().max(200).default('data-service'),
+  K_REVISION: Joi.string().max(200).default('local'),
+  LOG_LEVEL: Joi.string().valid('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent').default('info'),
+  DATABASE_URL: postgresUrl.required(),
+  DATABASE_READ_URL: postgresUrl,
+  DATABASE_POOL_MAX: int(1, 1000).default(10),
+  DATABASE_CONNECT_TIMEOUT_MS: int(100, 60_000).default(2_000),
+  DATABASE_STATEMENT_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  HOST: Joi.string().hostname().default('0.0.0.0'),
+  PORT: Joi.number().port().default(8080),
+  BODY_LIMIT_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
+  KEEP_ALIVE_TIMEOUT_MS: int(1_000, 3_600_000).default(95_000),
+  HEADERS_TIMEOUT_MS: int(1_000, 600_000).default(10_000),
+  REQUEST_TIMEOUT_MS: int(1_000, 600_000).default(30_000),
+  DRAIN_TIMEOUT_MS: int(0, 600_000).default(25_000),
+  RECORDS_MAX_BATCH: int(1, 10_000).default(1_000),
+  RECORD_PAYLOAD_MAX_BYTES: int(2, 16 * 1024 * 1024).default(64 * 1024),
+  RECORD_PAYLOAD_MAX_DEPTH: int(1, 256).default(16),
+  RECORD_MAX_PAST_DAYS: int(1, 3650).default(7),
+  RECORD_MAX_FUTURE_HOURS: int(0, 24 * 365).default(24),
+  PARTITION_PRECREATE_DAYS: int(1, 365).default(7),
+  RETENTION_DAYS: int(0, 36_500).default(0),
+  IDEMPOTENCY_TTL_HOURS: int(1, 24 * 30).default(24),
+  CURSOR_SECRET: Joi.string().min(16).default(DEFAULT_CURSOR_SECRET),
+}).custom((env: Record<string, number>, helpers) => {
+  const retention = env.RETENTION_DAYS ?? 0;
+  const past = env.RECORD_MAX_PAST_DAYS ?? 0;
+  if (retention !== 0 && retention <= past) {
+    return helpers.message({
+      custom: `RETENTION_DAYS (${retention}) must exceed RECORD_MAX_PAST_DAYS (${past}), or writes would land in dropped partitions`,
+    });
+  }
+  return env;
+});
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+interface ParsedEnv {
+  K_SERVICE: string;
+  K_REVISION: string;
+  LOG_LEVEL: LogLevel;
+  DATABASE_URL: string;
+  DATABASE_READ_URL?: string;
+  DATABASE_POOL_MAX: number;
+  DATABASE_CONNECT_TIMEOUT_MS: number;
+  DATABASE_STATEMENT_TIMEOUT_MS: number;
+  HOST: string;
+  PORT: number;
+  BODY_LIMIT_BYTES: number;
+  KEEP_ALIVE_TIMEOUT_MS: number;
+  HEADERS_TIMEOUT_MS: number;
+  REQUEST_TIMEOUT_MS: number;
+  DRAIN_TIMEOUT_MS: number;
+  RECORDS_MAX_BATCH: number;
+  RECORD_PAYLOAD_MAX_BYTES: number;
+  RECORD_PAYLOAD_MAX_DEPTH: number;
+  RECORD_MAX_PAST_DAYS: number;
+  RECORD_MAX_FUTURE_HOURS: number;
+  PARTITION_PRECREATE_DAYS: number;
+  RETENTION_DAYS: number;
+  IDEMPOTENCY_TTL_HOURS: number;
+  CURSOR_SECRET: string;
+}
+
+/** Parses and validates the environment; throws a `ConfigError` naming every bad variable. */
+export function loadConfig(env: Env): ServiceConfig {
+  // Empty strings count as unset: `FOO= npm start` should mean "default", not "invalid".
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const { error, value } = envSchema.validate(present, {
+    abortEarly: false,
+    allowUnknown: true,
+    stripUnknown: true,
+    convert: true,
+  });
+  if (error) {
+    throw new ConfigError(error.details.map((d) => d.message.replaceAll('"', '')));
+  }
+  const e = value as ParsedEnv;
+  return deepFreeze({
+    service: e.K_SERVICE,
+    revision: e.K_REVISION,
+    logLevel: e.LOG_LEVEL,
+    database: {
+      url: e.DATABASE_URL,
+      readUrl: e.DATABASE_READ_URL,
+      poolMax: e.DATABASE_POOL_MAX,
+      connectTimeoutMs: e.DATABASE_CONNECT_TIMEOUT_MS,
+      statementTimeoutMs: e.DATABASE_STATEMENT_TIMEOUT_MS,
+    },
+    http: {
+      host: e.HOST,
+      port: e.PORT,
+      bodyLimitBytes: e.BODY_LIMIT_BYTES,
+      keepAliveTimeoutMs: e.KEEP_ALIVE_TIMEOUT_MS,
+      headersTimeoutMs: e.HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: e.REQUEST_TIMEOUT_MS,
+      drainTimeoutMs: e.DRAIN_TIMEOUT_MS,
+    },
+    records: {
+      maxBatchRecords: e.RECORDS_MAX_BATCH,
+      payloadMaxBytes: e.RECORD_PAYLOAD_MAX_BYTES,
+      payloadMaxDepth: e.RECORD_PAYLOAD_MAX_DEPTH,
+      maxPastMs: e.RECORD_MAX_PAST_DAYS * DAY_MS,
+      maxFutureMs: e.RECORD_MAX_FUTURE_HOURS * 60 * 60 * 1000,
+    },
+    storage: {
+      partitionPrecreateDays: e.PARTITION_PRECREATE_DAYS,
+      retentionDays: e.RETENTION_DAYS,
+      idempotencyTtlHours: e.IDEMPOTENCY_TTL_HOURS,
+    },
+    cursorSecret: e.CURSOR_SECRET,
+  });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object') {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

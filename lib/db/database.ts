@@ -1,0 +1,38 @@
+import knex, { type Knex } from 'knex';
+
+export interface DatabaseOptions {
+  readonly url: string;
+  readonly poolMax: number;
+  readonly connectTimeoutMs: number;
+  readonly statementTimeoutMs: number;
+  /** Shown in pg_stat_activity, so operators can tell the functions' connections apart. */
+  readonly applicationName: string;
+}
+
+export type Database = Knex;
+
+/** A knex instance on node-pg with bounded waits, so a database outage fails requests fast instead of hanging. */
+export function createDatabase(options: DatabaseOptions): Database {
+  return knex({
+    client: 'pg',
+    connection: {
+      connectionString: options.url,
+      connectionTimeoutMillis: options.connectTimeoutMs,
+      statement_timeout: options.statementTimeoutMs,
+      application_name: options.applicationName,
+      keepAlive: true,
+    },
+    pool: { min: 0, max: options.poolMax, idleTimeoutMillis: 30_000 },
+    acquireConnectionTimeout: options.connectTimeoutMs,
+  });
+}
+
+/** Resolves when a round trip to the server succeeds; used by readiness. */
+export async function pingDatabase(db: Database): Promise<void> {
+  await db.raw('SELECT 1');
+}
+
+/** The database name of a connection URL (tests refuse to run against one that does not look like a test database). */
+export function databaseNameOf(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+}

@@ -1,0 +1,38 @@
+import { DependencyUnavailableError, isAppError } from '#lib/errors';
+
+// SQLSTATE classes and codes that mean "the database cannot serve right now", not "this request is wrong".
+const TRANSIENT_SQLSTATE_CLASSES = new Set(['08', '53', '57', '58']);
+const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '55P03', '23514']);
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'EPIPE',
+  'EAI_AGAIN',
+]);
+
+/**
+ * Turns a failure of the database client into a `DependencyUnavailableError` (503 + Retry-After) when it is an
+ * outage, overload, timeout or a missing partition; anything else is a bug and is rethrown unchanged.
+ */
+export function toDatabaseError(error: unknown): unknown {
+  if (isAppError(error) || !(error instanceof Error)) return error;
+  const code = (error as { code?: unknown }).code;
+  const transient =
+    error.name === 'KnexTimeoutError' ||
+    (typeof code === 'string' &&
+      (NETWORK_CODES.has(code) || TRANSIENT_SQLSTATES.has(code) || TRANSIENT_SQLSTATE_CLASSES.has(code.slice(0, 2)))) ||
+    /Connection terminated|connection timeout|Client has encountered a connection error/i.test(error.message);
+  return transient ? new DependencyUnavailableError('database', error) : error;
+}
+
+/** Runs `work`, translating database outages into `DependencyUnavailableError`. */
+export async function guardDatabase<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (error) {
+    throw toDatabaseError(error);
+  }
+}

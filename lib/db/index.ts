@@ -1,0 +1,12 @@
+export { createDatabase, type Database, type DatabaseOptions, databaseNameOf, pingDatabase } from './database.ts';
+export { guardDatabase, toDatabaseError } from './errors.ts';
+export { migrateToLatest, rollbackAll } from './migrator.ts';
+export {
+  listPartitions,
+  type MaintenanceReport,
+  maintainPartitions,
+  type PartitionPlan,
+  partitionName,
+  schedulePartitionMaintenance,
+} from './partitions.ts';
+export { createRecordRepository, type RecordRepositoryOptions } from './record-repository.ts';

@@ -1,0 +1,27 @@
+import type { Knex } from 'knex';
+import * as records0001 from './migrations/0001-records.ts';
+
+interface Migration {
+  up(db: Knex): Promise<void>;
+  down(db: Knex): Promise<void>;
+}
+
+/** Migrations are imported, not read from disk, so the esbuild bundles carry them. Append only. */
+const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [['0001-records', records0001]];
+
+const source: Knex.MigrationSource<readonly [string, Migration]> = {
+  getMigrations: async () => [...MIGRATIONS],
+  getMigrationName: ([name]) => name,
+  getMigration: async ([, migration]) => migration,
+};
+
+/** Applies every pending migration (knex holds a lock table, so concurrent starts are safe); returns their names. */
+export async function migrateToLatest(db: Knex): Promise<string[]> {
+  const [, applied] = (await db.migrate.latest({ migrationSource: source })) as [number, string[]];
+  return applied;
+}
+
+/** Rolls every migration back (used by tests that need an empty schema). */
+export async function rollbackAll(db: Knex): Promise<void> {
+  await db.migrate.rollback({ migrationSource: source }, true);
+}

@@ -1,0 +1,100 @@
+/**
+ * The one error hierarchy of the service. Every error a client may cause or observe carries a stable `code`;
+ * `lib/http` maps codes to HTTP statuses and problem+json bodies in a single table, so no module below it needs
+ * to know about HTTP.
+ */
+
+/** One failing field, located by an RFC 6901 JSON pointer into the request. */
+export interface FieldIssue {
+  readonly pointer: string;
+  readonly detail: string;
+}
+
+export type ErrorCode =
+  | 'malformed-json'
+  | 'unsupported-media-type'
+  | 'payload-too-large'
+  | 'validation-failed'
+  | 'invalid-parameter'
+  | 'invalid-cursor'
+  | 'invalid-header'
+  | 'not-found'
+  | 'route-not-found'
+  | 'method-not-allowed'
+  | 'idempotency-key-reused'
+  | 'idempotency-in-flight'
+  | 'overloaded'
+  | 'dependency-unavailable'
+  | 'timeout'
+  | 'internal';
+
+export interface AppErrorOptions {
+  readonly issues?: readonly FieldIssue[];
+  /** Seconds a client should wait before retrying (overload and dependency failures). */
+  readonly retryAfterSeconds?: number;
+  /** Extra members for the problem body or response headers, e.g. the allowed methods of a 405. */
+  readonly allow?: readonly string[];
+  readonly cause?: unknown;
+}
+
+/** Base class of every error whose message is safe to show to a client. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly issues: readonly FieldIssue[];
+  readonly retryAfterSeconds: number | undefined;
+  readonly allow: readonly string[] | undefined;
+
+  constructor(code: ErrorCode, detail: string, options: AppErrorOptions = {}) {
+    super(detail, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.issues = options.issues ?? [];
+    this.retryAfterSeconds = options.retryAfterSeconds;
+    this.allow = options.allow;
+  }
+}
+
+/** A request that broke the record schema; lists every failing field. */
+export class ValidationError extends AppError {
+  constructor(issues: readonly FieldIssue[], detail = describeIssues(issues)) {
+    super('validation-failed', detail, { issues });
+    this.name = 'ValidationError';
+  }
+}
+
+/** A query-string or path parameter that cannot be used. */
+export class InvalidParameterError extends AppError {
+  constructor(issues: readonly FieldIssue[], detail = describeIssues(issues)) {
+    super('invalid-parameter', detail, { issues });
+    this.name = 'InvalidParameterError';
+  }
+}
+
+/** A backing service (PostgreSQL, ...) is unreachable or failing; the request may succeed later. */
+export class DependencyUnavailableError extends AppError {
+  readonly dependency: string;
+
+  constructor(dependency: string, cause: unknown, retryAfterSeconds = 1) {
+    super('dependency-unavailable', `The ${dependency} is unavailable; retry later.`, { cause, retryAfterSeconds });
+    this.name = 'DependencyUnavailableError';
+    this.dependency = dependency;
+  }
+}
+
+export const isAppError = (error: unknown): error is AppError => error instanceof AppError;
+
+function describeIssues(issues: readonly FieldIssue[]): string {
+  const first = issues[0];
+  if (first === undefined) return 'The request is invalid.';
+  const where = first.pointer === '' ? 'the body' : first.pointer;
+  const more = issues.length > 1 ? ` (and ${issues.length - 1} more problem${issues.length > 2 ? 's' : ''})` : '';
+  return `${where}: ${first.detail}${more}`;
+}
+
+/** Escapes one JSON-pointer reference token (RFC 6901 §3). */
+export const escapePointerToken = (token: string | number): string =>
+  String(token).replaceAll('~', '~0').replaceAll('/', '~1');
+
+/** Builds a JSON pointer from path segments. */
+export const toPointer = (path: readonly (string | number)[]): string =>
+  path.map((segment) => `/${escapePointerToken(segment)}`).join('');

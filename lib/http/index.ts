@@ -1,0 +1,6 @@
+export { jsonBody, problemErrors, requestId } from './middlewares.ts';
+export { API_METHODS, buildOpenApiDocument, joiToJsonSchema, recordInputJsonSchema } from './openapi.ts';
+export { openApiRoute } from './openapi-route.ts';
+export { PROBLEM_TYPE_BASE, problemCatalogue, problemResponse, problemType, statusOf, toAppError } from './problem.ts';
+export { createRouter, type Route, type RouteHandler } from './router.ts';
+export * from './types.ts';

@@ -1,0 +1,81 @@
+/**
+ * The single place where errors become HTTP: every `AppError` code has one status and one problem type, and
+ * anything that is not an `AppError` is a 500 whose body says nothing about its cause.
+ */
+import { AppError, type ErrorCode, type FieldIssue, isAppError } from '#lib/errors';
+import { type HttpResponse, PROBLEM_CONTENT_TYPE } from './types.ts';
+
+interface ProblemKind {
+  readonly status: number;
+  readonly title: string;
+}
+
+export const PROBLEM_TYPE_BASE = 'https://data-service.dev/problems/';
+
+const KINDS: Readonly<Record<ErrorCode, ProblemKind>> = {
+  'malformed-json': { status: 400, title: 'Malformed JSON' },
+  'invalid-parameter': { status: 400, title: 'Invalid parameter' },
+  'invalid-cursor': { status: 400, title: 'Invalid cursor' },
+  'invalid-header': { status: 400, title: 'Invalid header' },
+  'route-not-found': { status: 404, title: 'Not found' },
+  'not-found': { status: 404, title: 'Record not found' },
+  'method-not-allowed': { status: 405, title: 'Method not allowed' },
+  'idempotency-in-flight': { status: 409, title: 'Request with this Idempotency-Key in flight' },
+  'payload-too-large': { status: 413, title: 'Payload too large' },
+  'unsupported-media-type': { status: 415, title: 'Unsupported media type' },
+  'validation-failed': { status: 422, title: 'Validation failed' },
+  'idempotency-key-reused': { status: 422, title: 'Idempotency-Key reused with another body' },
+  overloaded: { status: 503, title: 'Overloaded' },
+  'dependency-unavailable': { status: 503, title: 'Dependency unavailable' },
+  timeout: { status: 503, title: 'Timed out' },
+  internal: { status: 500, title: 'Internal server error' },
+};
+
+/** Stable problem `type` URI of an error code. */
+export const problemType = (code: ErrorCode): string => `${PROBLEM_TYPE_BASE}${code}`;
+
+/** The HTTP status an error code maps to. */
+export const statusOf = (code: ErrorCode): number => KINDS[code].status;
+
+/** Every code with its status and title, for the OpenAPI document and docs. */
+export const problemCatalogue = (): ReadonlyArray<{ code: ErrorCode; status: number; title: string }> =>
+  (Object.entries(KINDS) as Array<[ErrorCode, ProblemKind]>).map(([code, kind]) => ({ code, ...kind }));
+
+export interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  detail: string;
+  instance?: string;
+  request_id?: string;
+  errors?: FieldIssue[];
+}
+
+/** Normalises anything thrown into an `AppError`; unknown errors become an opaque `internal`. */
+export function toAppError(error: unknown): AppError {
+  if (isAppError(error)) return error;
+  if (error instanceof Error && error.name === 'TimeoutError') {
+    return new AppError('timeout', 'The request took too long and was abandoned; retry later.', {
+      cause: error,
+      retryAfterSeconds: 1,
+    });
+  }
+  return new AppError('internal', 'An unexpected error occurred. It has been logged.', { cause: error });
+}
+
+/** Renders an error as an RFC 9457 application/problem+json response. */
+export function problemResponse(
+  error: unknown,
+  context: { readonly requestId?: string | undefined; readonly instance?: string | undefined } = {},
+): HttpResponse {
+  const appError = toAppError(error);
+  const { status, title } = KINDS[appError.code];
+  const body: ProblemBody = { type: problemType(appError.code), title, status, detail: appError.message };
+  if (context.instance !== undefined) body.instance = context.instance;
+  if (context.requestId !== undefined) body.request_id = context.requestId;
+  if (appError.issues.length > 0) body.errors = [...appError.issues];
+  const headers: Record<string, string> = { 'content-type': PROBLEM_CONTENT_TYPE, 'cache-control': 'no-store' };
+  if (appError.retryAfterSeconds !== undefined) headers['retry-after'] = String(appError.retryAfterSeconds);
+  if (appError.allow !== undefined) headers.allow = appError.allow.join(', ');
+  return { statusCode: status, headers, body: JSON.stringify(body) };
+}

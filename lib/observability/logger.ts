@@ -1,0 +1,22 @@
+import { pino } from 'pino';
+
+export type Logger = pino.Logger;
+
+export interface LoggerOptions {
+  readonly level: string;
+  readonly service: string;
+  readonly revision: string;
+}
+
+/** JSON lines on stdout; every line names the Knative service and revision that wrote it. */
+export function createLogger({ level, service, revision }: LoggerOptions): Logger {
+  return pino({
+    level,
+    base: { service, revision },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  });
+}
+
+/** A logger that drops everything, for tests that assert on behaviour rather than on logs. */
+export const createSilentLogger = (): Logger => pino({ level: 'silent' });

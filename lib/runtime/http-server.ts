@@ -1,0 +1,288 @@
+/**
+ * The Knative container contract on node:http: requests become API Gateway v2 events for a middy handler,
+ * bodies are capped while they stream in, probes answer without touching the handler, and `drain()` implements
+ * the SIGTERM half of invariant 5.
+ */
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { AppError } from '#lib/errors';
+import { type HttpContext, type HttpEvent, type HttpHandler, type HttpResponse, problemResponse } from '#lib/http';
+import type { Logger } from '#lib/observability';
+
+export interface RuntimeServerOptions {
+  readonly handler: HttpHandler;
+  readonly logger: Logger;
+  readonly functionName: string;
+  readonly bodyLimitBytes: number;
+  readonly keepAliveTimeoutMs: number;
+  readonly headersTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+  /** Resolves true when dependencies needed to serve are reachable (PostgreSQL). */
+  readonly readiness?: () => Promise<boolean>;
+}
+
+export interface RuntimeServer {
+  readonly server: Server;
+  listen(port: number, host: string): Promise<AddressInfo>;
+  /** Not ready from now on; stop accepting; resolve when every in-flight request finished or `timeoutMs` passed. */
+  drain(timeoutMs: number): Promise<{ completed: boolean; abandoned: number }>;
+  readonly inFlight: () => number;
+}
+
+const BODYLESS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
+const READINESS_CACHE_MS = 1_000;
+
+/** Creates (but does not start) the HTTP server of one function. */
+export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServer {
+  const { handler, logger, bodyLimitBytes } = options;
+  let draining = false;
+  let inFlight = 0;
+  let onIdle: (() => void) | undefined;
+  let readyCache: { at: number; ready: boolean } | undefined;
+
+  const server = createServer(
+    { requestTimeout: options.requestTimeoutMs, headersTimeout: options.headersTimeoutMs },
+    (req, res) => {
+      inFlight++;
+      const started = performance.now();
+      res.on('close', () => {
+        inFlight--;
+        logger.info(
+          {
+            request_id: res.getHeader('x-request-id'),
+            method: req.method,
+            path: (req.url ?? '').split('?')[0],
+            status: res.statusCode,
+            duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
+            bytes: Number(res.getHeader('content-length') ?? 0),
+          },
+          'request',
+        );
+        if (inFlight === 0) onIdle?.();
+      });
+      serve(req, res).catch((error: unknown) => {
+        logger.error({ err: error }, 'runtime failed to serve a request');
+        if (!res.headersSent) send(res, problemResponse(error), false);
+        else res.destroy();
+      });
+    },
+  );
+  server.keepAliveTimeout = options.keepAliveTimeoutMs;
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+    const body = JSON.stringify({
+      type: 'about:blank',
+      title: 'Bad request',
+      status,
+      detail: 'The HTTP request could not be read.',
+    });
+    socket.end(
+      `HTTP/1.1 ${status} Bad Request\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+  });
+
+  async function ready(): Promise<boolean> {
+    if (draining) return false;
+    if (!options.readiness) return true;
+    const now = Date.now();
+    if (readyCache && now - readyCache.at < READINESS_CACHE_MS) return readyCache.ready;
+    const isReady = await options.readiness().catch(() => false);
+    readyCache = { at: now, ready: isReady };
+    return isReady;
+  }
+
+  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const method = (req.method ?? 'GET').toUpperCase();
+    const url = req.url ?? '/';
+    const queryAt = url.indexOf('?');
+    const path = queryAt === -1 ? url : url.slice(0, queryAt);
+    const rawQuery = queryAt === -1 ? '' : url.slice(queryAt + 1);
+    const isHead = method === 'HEAD';
+
+    if (path === '/healthz') return send(res, probe(200, 'ok'), isHead);
+    if (path === '/readyz') {
+      const isReady = await ready();
+      return send(res, probe(isReady ? 200 : 503, draining ? 'draining' : isReady ? 'ready' : 'unavailable'), isHead);
+    }
+
+    const requestId = randomUUID();
+    let body: Buffer | undefined;
+    if (
+      !BODYLESS.has(method) ||
+      req.headers['content-length'] !== undefined ||
+      req.headers['transfer-encoding'] !== undefined
+    ) {
+      body = await readBody(req, bodyLimitBytes);
+      if (body === undefined) {
+        const tooLarge = new AppError('payload-too-large', `The body exceeds the limit of ${bodyLimitBytes} bytes.`);
+        const response = problemResponse(tooLarge, { requestId, instance: path });
+        response.headers['x-request-id'] = requestId;
+        return rejectBody(req, res, response);
+      }
+    }
+    const event = toEvent(req, method, path, rawQuery, body, requestId);
+    const response = await handler(event, lambdaContext(requestId, options.functionName, options.requestTimeoutMs));
+    send(res, response, isHead);
+  }
+
+  function send(res: ServerResponse, response: HttpResponse, headOnly: boolean): void {
+    const payload = Buffer.from(response.body, response.isBase64Encoded ? 'base64' : 'utf8');
+    for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
+    res.setHeader('content-length', payload.length);
+    // While draining, tell keep-alive clients to reconnect elsewhere so that the socket closes after this reply.
+    if (draining) res.setHeader('connection', 'close');
+    res.writeHead(response.statusCode);
+    res.end(headOnly || response.statusCode === 304 || response.statusCode === 204 ? undefined : payload);
+  }
+
+  /**
+   * Answers 413 without reading the rest of the body. The socket is half-closed after the reply and unread
+   * input is discarded for a moment before it is destroyed, so that the client reads the 413 instead of a reset.
+   */
+  function rejectBody(req: IncomingMessage, res: ServerResponse, response: HttpResponse): void {
+    response.headers.connection = 'close';
+    send(res, response, false);
+    req.on('data', () => undefined);
+    res.on('finish', () => setTimeout(() => req.socket.destroy(), 2_000).unref());
+  }
+
+  return {
+    server,
+    inFlight: () => inFlight,
+    listen: (port, host) =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          server.off('error', reject);
+          resolve(server.address() as AddressInfo);
+        });
+      }),
+    async drain(timeoutMs) {
+      draining = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (onIdle = resolve));
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), timeoutMs);
+      });
+      const outcome = await Promise.race([idle.then(() => 'idle' as const), timedOut]);
+      clearTimeout(timer);
+      const abandoned = inFlight;
+      server.closeAllConnections();
+      await closed;
+      return { completed: outcome === 'idle', abandoned };
+    },
+  };
+}
+
+/** Reads the whole body, or resolves undefined as soon as it passes `limit` bytes (declared or streamed). */
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) return Promise.resolve(undefined);
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.off('data', onData);
+        chunks.length = 0;
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(Buffer.concat(chunks, size)));
+    req.once('error', reject);
+  });
+}
+
+function toEvent(
+  req: IncomingMessage,
+  method: string,
+  rawPath: string,
+  rawQueryString: string,
+  body: Buffer | undefined,
+  requestId: string,
+): HttpEvent {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(',') : value;
+  }
+  const query = new URLSearchParams(rawQueryString);
+  const queryStringParameters: Record<string, string> = {};
+  // API Gateway v2 joins repeated parameters with commas; so do we.
+  for (const key of new Set(query.keys())) queryStringParameters[key] = query.getAll(key).join(',');
+  const now = Date.now();
+  const text = body === undefined ? undefined : decodeUtf8(body);
+  const event: HttpEvent = {
+    version: '2.0',
+    routeKey: '$default',
+    rawPath,
+    rawQueryString,
+    headers,
+    requestContext: {
+      accountId: 'knative',
+      apiId: 'data-service',
+      domainName: headers.host ?? 'localhost',
+      domainPrefix: (headers.host ?? 'localhost').split('.')[0] ?? 'localhost',
+      http: {
+        method,
+        path: rawPath,
+        protocol: `HTTP/${req.httpVersion}`,
+        sourceIp: req.socket.remoteAddress ?? '',
+        userAgent: headers['user-agent'] ?? '',
+      },
+      requestId,
+      routeKey: '$default',
+      stage: '$default',
+      time: new Date(now).toISOString(),
+      timeEpoch: now,
+    },
+    isBase64Encoded: text === undefined && body !== undefined,
+  };
+  if (rawQueryString !== '') event.queryStringParameters = queryStringParameters;
+  if (body !== undefined) event.body = text ?? body.toString('base64');
+  return event;
+}
+
+function decodeUtf8(body: Buffer): string | undefined {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(body);
+  } catch {
+    return undefined;
+  }
+}
+
+function lambdaContext(requestId: string, functionName: string, timeoutMs: number): HttpContext {
+  const deadline = Date.now() + timeoutMs;
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName,
+    functionVersion: '$LATEST',
+    invokedFunctionArn: `knative:${functionName}`,
+    memoryLimitInMB: '512',
+    awsRequestId: requestId,
+    logGroupName: functionName,
+    logStreamName: functionName,
+    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+function probe(statusCode: number, status: string): HttpResponse {
+  return {
+    statusCode,
+    headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+    body: JSON.stringify({ status }),
+  };
+}

@@ -1,0 +1,27 @@
+/**
+ * `npm run db:migrate`: applies pending migrations, then creates the partitions the write window needs
+ * (`--maintain-only` skips the migrations: the periodic job of a deployment without an ingest pod running it).
+ */
+import { createDatabase, maintainPartitions, migrateToLatest } from '#lib/db';
+import { bootstrap } from '#lib/runtime';
+
+const { config, logger } = bootstrap(process.env);
+const db = createDatabase({ ...config.database, poolMax: 2, applicationName: `${config.service}:migrate` });
+try {
+  if (!process.argv.includes('--maintain-only')) {
+    const applied = await migrateToLatest(db);
+    logger.info({ applied }, applied.length > 0 ? 'migrations applied' : 'schema up to date');
+  }
+  const report = await maintainPartitions(db, {
+    pastDays: Math.ceil(config.records.maxPastMs / 86_400_000),
+    aheadDays: config.storage.partitionPrecreateDays,
+    retentionDays: config.storage.retentionDays,
+    idempotencyTtlHours: config.storage.idempotencyTtlHours,
+  });
+  logger.info({ ...report, created: report.created.length }, 'partitions maintained');
+} catch (error) {
+  logger.fatal({ err: error }, 'migration failed');
+  process.exitCode = 1;
+} finally {
+  await db.destroy();
+}
