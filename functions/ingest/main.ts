@@ -7,7 +7,7 @@ import { createIngestHandler } from './handler.ts';
 
 const { config, logger } = bootstrap(process.env);
 
-const db = createDatabase({ ...config.database, applicationName: `${config.service}:ingest` });
+const db = createDatabase({ ...config.database, applicationName: `${config.service}:ingest`, logger });
 // Partitions must exist before the first write of each day; every pod keeps them ahead, serialised by a lock.
 const maintenance = schedulePartitionMaintenance(
   db,

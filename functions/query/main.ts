@@ -7,7 +7,7 @@ import { createQueryHandler } from './handler.ts';
 
 const { config, logger } = bootstrap(process.env);
 
-const db = createDatabase({ ...config.database, applicationName: `${config.service}:query` });
+const db = createDatabase({ ...config.database, applicationName: `${config.service}:query`, logger });
 const readDb =
   config.database.readUrl === undefined
     ? db

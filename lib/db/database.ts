@@ -7,6 +7,8 @@ export interface DatabaseOptions {
   readonly statementTimeoutMs: number;
   /** Shown in pg_stat_activity, so operators can tell the functions' connections apart. */
   readonly applicationName: string;
+  /** Where knex's own warnings go (it prints to the console otherwise). */
+  readonly logger?: { warn(obj: object, msg: string): void; debug(obj: object, msg: string): void };
 }
 
 export type Database = Knex;
@@ -24,6 +26,12 @@ export function createDatabase(options: DatabaseOptions): Database {
     },
     pool: { min: 0, max: options.poolMax, idleTimeoutMillis: 30_000 },
     acquireConnectionTimeout: options.connectTimeoutMs,
+    log: {
+      warn: (message: unknown) => options.logger?.warn({ knex: String(message) }, 'knex warning'),
+      error: (message: unknown) => options.logger?.warn({ knex: String(message) }, 'knex error'),
+      deprecate: (message: unknown) => options.logger?.debug({ knex: String(message) }, 'knex deprecation'),
+      debug: (message: unknown) => options.logger?.debug({ knex: String(message) }, 'knex debug'),
+    },
   });
 }
 

@@ -100,26 +100,39 @@ async function isHypertable(db: Knex): Promise<boolean> {
 }
 
 /**
- * Runs `maintainPartitions` now and then every `intervalMs` in the background; failures are logged and retried
- * on the next tick (a database that is down at start must not keep the function from starting).
+ * Runs `maintainPartitions` now and then every `intervalMs` in the background. A failure is logged and retried
+ * after `retryMs`: a database that is down when the function starts must not leave it without partitions for an
+ * hour, nor keep it from starting.
  */
 export function schedulePartitionMaintenance(
   db: Knex,
   plan: PartitionPlan,
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void },
-  intervalMs = 3_600_000,
+  { intervalMs = 3_600_000, retryMs = 15_000 }: { intervalMs?: number; retryMs?: number } = {},
 ): { stop(): void; firstRun: Promise<void> } {
-  const run = async () => {
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const run = async (): Promise<void> => {
+    let delay = intervalMs;
     try {
       const report = await maintainPartitions(db, plan);
       if (report.created.length + report.dropped.length > 0 || report.idempotencyKeysDeleted > 0) {
         log.info({ ...report }, 'partition maintenance');
       }
     } catch (error) {
-      log.warn({ err: error }, 'partition maintenance failed; will retry');
+      log.warn({ err: error, retry_in_ms: retryMs }, 'partition maintenance failed; will retry');
+      delay = retryMs;
+    }
+    if (!stopped) {
+      timer = setTimeout(() => void run(), delay);
+      timer.unref();
     }
   };
-  const timer = setInterval(run, intervalMs);
-  timer.unref();
-  return { stop: () => clearInterval(timer), firstRun: run() };
+  return {
+    stop: () => {
+      stopped = true;
+      clearTimeout(timer);
+    },
+    firstRun: run(),
+  };
 }
