@@ -2,7 +2,7 @@
  * `npm run db:migrate`: applies pending migrations, then creates the partitions the write window needs
  * (`--maintain-only` skips the migrations: the periodic job of a deployment without an ingest pod running it).
  */
-import { createDatabase, maintainPartitions, migrateToLatest } from '#lib/db';
+import { createDatabase, maintainPartitions, migrateToLatest, partitionPlanFrom } from '#lib/db';
 import { bootstrap } from '#lib/runtime';
 
 const { config, logger } = bootstrap(process.env);
@@ -12,12 +12,7 @@ try {
     const applied = await migrateToLatest(db);
     logger.info({ applied }, applied.length > 0 ? 'migrations applied' : 'schema up to date');
   }
-  const report = await maintainPartitions(db, {
-    pastDays: Math.ceil(config.records.maxPastMs / 86_400_000),
-    aheadDays: config.storage.partitionPrecreateDays,
-    retentionDays: config.storage.retentionDays,
-    idempotencyTtlHours: config.storage.idempotencyTtlHours,
-  });
+  const report = await maintainPartitions(db, partitionPlanFrom(config));
   logger.info({ ...report, created: report.created.length }, 'partitions maintained');
 } catch (error) {
   logger.fatal({ err: error }, 'migration failed');

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '#lib/config';
-import { createDatabase, maintainPartitions, migrateToLatest } from '#lib/db';
+import { createDatabase, maintainPartitions, migrateToLatest, partitionPlanFrom } from '#lib/db';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -24,12 +24,7 @@ async function migrate(env: NodeJS.ProcessEnv): Promise<void> {
   try {
     const applied = await migrateToLatest(db);
     if (applied.length > 0) say(`migrations applied: ${applied.join(', ')}`);
-    await maintainPartitions(db, {
-      pastDays: Math.ceil(config.records.maxPastMs / 86_400_000),
-      aheadDays: config.storage.partitionPrecreateDays,
-      retentionDays: config.storage.retentionDays,
-      idempotencyTtlHours: config.storage.idempotencyTtlHours,
-    });
+    await maintainPartitions(db, partitionPlanFrom(config));
   } finally {
     await db.destroy();
   }

@@ -1,5 +1,11 @@
 /** Process entry of the ingest function: wires PostgreSQL into the handler and serves it on $PORT. */
-import { createDatabase, createRecordRepository, pingDatabase, schedulePartitionMaintenance } from '#lib/db';
+import {
+  createDatabase,
+  createRecordRepository,
+  partitionPlanFrom,
+  pingDatabase,
+  schedulePartitionMaintenance,
+} from '#lib/db';
 import { buildOpenApiDocument } from '#lib/http';
 import { createIngestService, createRecordValidator } from '#lib/records';
 import { bootstrap, runFunction } from '#lib/runtime';
@@ -9,16 +15,7 @@ const { config, logger } = bootstrap(process.env);
 
 const db = createDatabase({ ...config.database, applicationName: `${config.service}:ingest`, logger });
 // Partitions must exist before the first write of each day; every pod keeps them ahead, serialised by a lock.
-const maintenance = schedulePartitionMaintenance(
-  db,
-  {
-    pastDays: Math.ceil(config.records.maxPastMs / 86_400_000),
-    aheadDays: config.storage.partitionPrecreateDays,
-    retentionDays: config.storage.retentionDays,
-    idempotencyTtlHours: config.storage.idempotencyTtlHours,
-  },
-  logger,
-);
+const maintenance = schedulePartitionMaintenance(db, partitionPlanFrom(config), logger);
 await maintenance.firstRun;
 
 const handler = createIngestHandler({

@@ -7,6 +7,7 @@ export {
   maintainPartitions,
   type PartitionPlan,
   partitionName,
+  partitionPlanFrom,
   schedulePartitionMaintenance,
 } from './partitions.ts';
 export { createRecordRepository, type RecordRepositoryOptions } from './record-repository.ts';

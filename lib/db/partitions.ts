@@ -21,6 +21,23 @@ export interface MaintenanceReport {
   readonly timescale: boolean;
 }
 
+/** The partition plan a service configuration implies: the validator's past window decides how far back. */
+export function partitionPlanFrom(config: {
+  readonly records: { readonly maxPastMs: number };
+  readonly storage: {
+    readonly partitionPrecreateDays: number;
+    readonly retentionDays: number;
+    readonly idempotencyTtlHours: number;
+  };
+}): PartitionPlan {
+  return {
+    pastDays: Math.ceil(config.records.maxPastMs / DAY_MS),
+    aheadDays: config.storage.partitionPrecreateDays,
+    retentionDays: config.storage.retentionDays,
+    idempotencyTtlHours: config.storage.idempotencyTtlHours,
+  };
+}
+
 /** Daily partition name for a UTC day: records_20261126. */
 export const partitionName = (dayStartMs: number): string =>
   `records_${new Date(dayStartMs).toISOString().slice(0, 10).replaceAll('-', '')}`;
