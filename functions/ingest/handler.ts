@@ -8,10 +8,9 @@ import {
   type HttpHandler,
   type HttpResponse,
   header,
-  type JsonHttpEvent,
-  jsonBody,
   jsonResponse,
   openApiRoute,
+  parseJsonBody,
   problemErrors,
   requestId,
 } from '#lib/http';
@@ -36,15 +35,18 @@ export function createIngestHandler({ ingest, logger, openApi, bodyLimitBytes }:
         method: 'POST',
         path: '/data',
         handler: async (event) => {
-          const { body, rawBody } = event as unknown as JsonHttpEvent;
+          const body = parseJsonBody(event, bodyLimitBytes);
           const key = header(event, 'idempotency-key');
           if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
             throw new AppError('invalid-header', 'Idempotency-Key must be 1–255 visible ASCII characters.', {
               issues: [{ pointer: '/headers/idempotency-key', detail: 'must be 1–255 visible ASCII characters' }],
             });
           }
-          const fingerprint = createHash('sha256').update(rawBody).digest('base64url');
-          const result = await ingest.ingest({ body, ...(key !== undefined && { idempotency: { key, fingerprint } }) });
+          const fingerprint = createHash('sha256').update(body.raw).digest('base64url');
+          const result = await ingest.ingest({
+            body: body.value,
+            ...(key !== undefined && { idempotency: { key, fingerprint } }),
+          });
           const only = result.records.length === 1 ? result.records[0] : undefined;
           return jsonResponse(201, result, only ? { location: `/data/${only.id}` } : {});
         },
@@ -54,9 +56,5 @@ export function createIngestHandler({ ingest, logger, openApi, bodyLimitBytes }:
     API_METHODS,
   );
 
-  return middy<HttpEvent, HttpResponse>()
-    .use(requestId())
-    .use(jsonBody({ limitBytes: bodyLimitBytes }))
-    .use(problemErrors(logger))
-    .handler(router);
+  return middy<HttpEvent, HttpResponse>().use(requestId()).use(problemErrors(logger)).handler(router);
 }

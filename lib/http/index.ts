@@ -1,4 +1,4 @@
-export { jsonBody, problemErrors, requestId } from './middlewares.ts';
+export { parseJsonBody, problemErrors, requestId, resolveRequestId } from './middlewares.ts';
 export { API_METHODS, buildOpenApiDocument, joiToJsonSchema, recordInputJsonSchema } from './openapi.ts';
 export { openApiRoute } from './openapi-route.ts';
 export { PROBLEM_TYPE_BASE, problemCatalogue, problemResponse, problemType, statusOf, toAppError } from './problem.ts';

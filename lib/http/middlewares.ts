@@ -2,11 +2,15 @@ import type { MiddlewareObj } from '@middy/core';
 import { AppError } from '#lib/errors';
 import type { Logger } from '#lib/observability';
 import { problemResponse, toAppError } from './problem.ts';
-import { type HttpEvent, type HttpResponse, header, type JsonHttpEvent } from './types.ts';
+import { type HttpEvent, type HttpResponse, header } from './types.ts';
 
 type HttpMiddleware = MiddlewareObj<HttpEvent, HttpResponse>;
 
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The caller's `X-Request-Id` when it is well-formed (safe to log and echo), otherwise `fallback`. */
+export const resolveRequestId = (given: string | undefined, fallback: string): string =>
+  given !== undefined && REQUEST_ID_PATTERN.test(given) ? given : fallback;
 
 /**
  * Honours a well-formed `X-Request-Id` from the caller (or the ingress), otherwise keeps the runtime's own id,
@@ -18,8 +22,8 @@ export function requestId(): HttpMiddleware {
   };
   return {
     before: (request) => {
-      const given = header(request.event, 'x-request-id');
-      if (given !== undefined && REQUEST_ID_PATTERN.test(given)) request.event.requestContext.requestId = given;
+      const { requestContext } = request.event;
+      requestContext.requestId = resolveRequestId(header(request.event, 'x-request-id'), requestContext.requestId);
     },
     after: echo,
     onError: echo,
@@ -45,47 +49,37 @@ export function problemErrors(logger: Logger): HttpMiddleware {
 const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json$/i;
 
 /**
- * Parses a JSON request body for methods that carry one: 415 unless the media type is JSON, 400 for an empty or
- * malformed body, 413 past `limitBytes` (the runtime enforces the cap while streaming; this guards other hosts).
+ * Parses the JSON body of a matched route: 415 unless the media type is JSON (UTF-8), 400 for an empty or
+ * malformed body, 413 past `limitBytes` (the runtime enforces the cap while streaming; this guards other hosts
+ * such as Lambda). Called by the route, not as a middleware, so that an unknown route or method answers 404/405
+ * whatever its body.
  */
-export function jsonBody({ limitBytes }: { limitBytes: number }): HttpMiddleware {
-  return {
-    before: (request) => {
-      const { event } = request;
-      const method = event.requestContext.http.method;
-      if (method !== 'POST' && method !== 'PUT' && method !== 'PATCH') return;
-      const contentType = header(event, 'content-type');
-      const mediaType = contentType?.split(';')[0]?.trim() ?? '';
-      if (!JSON_MEDIA_TYPE.test(mediaType)) {
-        throw new AppError(
-          'unsupported-media-type',
-          contentType === undefined
-            ? 'The request has no Content-Type; send application/json.'
-            : `Content-Type ${truncate(mediaType)} is not supported; send application/json.`,
-        );
-      }
-      const charset = /;\s*charset="?([^";]+)"?/i.exec(contentType ?? '')?.[1];
-      if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
-        throw new AppError('unsupported-media-type', `Charset ${truncate(charset)} is not supported; send UTF-8.`);
-      }
-      const raw = decodeBody(event);
-      if (Buffer.byteLength(raw) > limitBytes) {
-        throw new AppError('payload-too-large', `The body exceeds the limit of ${limitBytes} bytes.`);
-      }
-      if (raw.trim().length === 0)
-        throw new AppError('malformed-json', 'The request body is empty; send a JSON object.');
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(raw);
-      } catch (error) {
-        const why = error instanceof Error ? error.message : 'unparseable';
-        throw new AppError('malformed-json', `The body is not valid JSON: ${truncate(why, 200)}`);
-      }
-      const jsonEvent = event as unknown as JsonHttpEvent;
-      jsonEvent.rawBody = raw;
-      jsonEvent.body = parsed;
-    },
-  };
+export function parseJsonBody(event: HttpEvent, limitBytes: number): { value: unknown; raw: string } {
+  const contentType = header(event, 'content-type');
+  const mediaType = contentType?.split(';')[0]?.trim() ?? '';
+  if (!JSON_MEDIA_TYPE.test(mediaType)) {
+    throw new AppError(
+      'unsupported-media-type',
+      contentType === undefined
+        ? 'The request has no Content-Type; send application/json.'
+        : `Content-Type ${truncate(mediaType)} is not supported; send application/json.`,
+    );
+  }
+  const charset = /;\s*charset="?([^";]+)"?/i.exec(contentType ?? '')?.[1];
+  if (charset !== undefined && !/^utf-?8$/i.test(charset)) {
+    throw new AppError('unsupported-media-type', `Charset ${truncate(charset)} is not supported; send UTF-8.`);
+  }
+  const raw = decodeBody(event);
+  if (Buffer.byteLength(raw) > limitBytes) {
+    throw new AppError('payload-too-large', `The body exceeds the limit of ${limitBytes} bytes.`);
+  }
+  if (raw.trim().length === 0) throw new AppError('malformed-json', 'The request body is empty; send a JSON object.');
+  try {
+    return { value: JSON.parse(raw), raw };
+  } catch (error) {
+    const why = error instanceof Error ? error.message : 'unparseable';
+    throw new AppError('malformed-json', `The body is not valid JSON: ${truncate(why, 200)}`);
+  }
 }
 
 function decodeBody(event: HttpEvent): string {

@@ -6,9 +6,6 @@ import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
  */
 export type HttpEvent = APIGatewayProxyEventV2;
 
-/** A request whose JSON body was parsed by `jsonBody()`: `body` holds the value, `rawBody` the text. */
-export type JsonHttpEvent = Omit<HttpEvent, 'body'> & { body: unknown; rawBody: string };
-
 export interface HttpResponse {
   statusCode: number;
   headers: Record<string, string>;

@@ -21,5 +21,5 @@ export {
   recordInputSchema,
   UUID_PATTERN,
 } from './schema.ts';
-export { formatUtcTimestamp, parseRfc3339, RFC3339_PATTERN } from './timestamp.ts';
+export { formatUtcTimestamp, normalizeRfc3339, parseRfc3339, RFC3339_PATTERN } from './timestamp.ts';
 export type * from './types.ts';

@@ -3,7 +3,7 @@ import type { CursorCodec } from './cursor.ts';
 import { isUuid } from './ids.ts';
 import type { RecordStore } from './ports.ts';
 import { NAME_MAX_LENGTH, NAME_PATTERN } from './schema.ts';
-import { parseRfc3339 } from './timestamp.ts';
+import { normalizeRfc3339, parseRfc3339 } from './timestamp.ts';
 import type { ListFilter, ListPage, StoredRecord } from './types.ts';
 
 export const DEFAULT_PAGE_LIMIT = 100;
@@ -79,15 +79,16 @@ export function parseListParameters(parameters: ListParameters): {
   const instant = (key: 'from' | 'to'): { text: string; ms: number } | undefined => {
     const value = parameters[key];
     if (value === undefined) return undefined;
+    const text = normalizeRfc3339(value);
     const ms = parseRfc3339(value);
-    if (ms === undefined) {
+    if (text === undefined || ms === undefined) {
       issues.push({
         pointer: `/${key}`,
-        detail: 'must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T12:00:00Z',
+        detail: 'must be an RFC 3339 date-time with an offset in years 0001–9999, e.g. 2026-01-31T12:00:00Z',
       });
       return undefined;
     }
-    return { text: value.toUpperCase(), ms };
+    return { text, ms };
   };
   const source = name('source');
   const type = name('type');

@@ -8,7 +8,7 @@ import Joi from 'joi';
 import { type FieldIssue, toPointer, ValidationError } from '#lib/errors';
 import { isUuid, uuidv7 } from './ids.ts';
 import type { Clock } from './ports.ts';
-import { parseRfc3339, RFC3339_PATTERN } from './timestamp.ts';
+import { normalizeRfc3339, parseRfc3339, RFC3339_PATTERN } from './timestamp.ts';
 import type { JsonObject, NewRecord } from './types.ts';
 
 export interface RecordSchemaLimits {
@@ -106,7 +106,8 @@ function toNewRecord(input: RecordInput, receivedAt: string, now: number): NewRe
     id: input.id === undefined ? uuidv7(now) : input.id.toLowerCase(),
     source: input.source,
     type: input.type,
-    timestamp: input.timestamp === undefined ? receivedAt : input.timestamp.toUpperCase(),
+    // Validated above, so normalisation cannot fail here; UTC text is what PostgreSQL accepts for every offset.
+    timestamp: input.timestamp === undefined ? receivedAt : (normalizeRfc3339(input.timestamp) ?? input.timestamp),
     payload: input.payload,
   };
 }
@@ -131,9 +132,9 @@ export function inspectRecordBody(
     const base = isBatch ? ['records', index] : [];
     const { timestamp, payload } = record;
     if (typeof timestamp === 'string' && RFC3339_PATTERN.test(timestamp)) {
-      const at = parseRfc3339(timestamp);
+      const at = normalizeRfc3339(timestamp) === undefined ? undefined : parseRfc3339(timestamp);
       const pointer = toPointer([...base, 'timestamp']);
-      if (at === undefined) issues.push({ pointer, detail: 'is not a real date and time' });
+      if (at === undefined) issues.push({ pointer, detail: 'is not a real date and time in years 0001–9999' });
       else if (at < now - limits.maxPastMs)
         issues.push({ pointer, detail: `is more than ${formatSpan(limits.maxPastMs)} in the past` });
       else if (at > now + limits.maxFutureMs)

@@ -32,6 +32,22 @@ export function parseRfc3339(text: string): number | undefined {
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] as const;
 
+const MIN_SUPPORTED_MS = new Date(0).setUTCFullYear(1, 0, 1);
+const END_SUPPORTED_MS = Date.UTC(10_000, 0, 1);
+
+/**
+ * The same instant as UTC text (`…Z`), keeping every fractional digit the client sent. PostgreSQL refuses
+ * offsets beyond ±15:59 and the year 0000 that RFC 3339 allows, so nothing reaches it in the client's offset;
+ * undefined when the text is invalid or the instant lies outside years 0001–9999.
+ */
+export function normalizeRfc3339(text: string): string | undefined {
+  const ms = parseRfc3339(text);
+  if (ms === undefined || ms < MIN_SUPPORTED_MS || ms >= END_SUPPORTED_MS) return undefined;
+  const fraction = RFC3339_PATTERN.exec(text)?.[7] ?? '';
+  const iso = new Date(Math.floor(ms)).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
+  return fraction.length > 3 ? `${iso.slice(0, -1)}${fraction.slice(3)}Z` : iso;
+}
+
 function daysInMonth(year: number, month: number): number {
   if (month === 2 && isLeapYear(year)) return 29;
   return DAYS_IN_MONTH[month - 1] ?? 0;

@@ -7,7 +7,14 @@ import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AppError } from '#lib/errors';
-import { type HttpContext, type HttpEvent, type HttpHandler, type HttpResponse, problemResponse } from '#lib/http';
+import {
+  type HttpContext,
+  type HttpEvent,
+  type HttpHandler,
+  type HttpResponse,
+  problemResponse,
+  resolveRequestId,
+} from '#lib/http';
 import type { Logger } from '#lib/observability';
 
 export interface RuntimeServerOptions {
@@ -32,6 +39,7 @@ export interface RuntimeServer {
 
 const BODYLESS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
 const READINESS_CACHE_MS = 1_000;
+const LINGER_MS = 2_000;
 
 /** Creates (but does not start) the HTTP server of one function. */
 export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServer {
@@ -110,7 +118,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
       return send(res, probe(isReady ? 200 : 503, draining ? 'draining' : isReady ? 'ready' : 'unavailable'), isHead);
     }
 
-    const requestId = randomUUID();
+    const requestId = resolveRequestId(firstHeader(req.headers['x-request-id']), randomUUID());
     let body: Buffer | undefined;
     if (
       !BODYLESS.has(method) ||
@@ -141,14 +149,20 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
   }
 
   /**
-   * Answers 413 without reading the rest of the body. The socket is half-closed after the reply and unread
-   * input is discarded for a moment before it is destroyed, so that the client reads the 413 instead of a reset.
+   * Answers 413 as soon as the cap is passed, without buffering the rest. A `Connection: close` reply would make
+   * Node destroy the socket at once, and a client still writing its body (many write it all before reading)
+   * would get a reset instead of the 413; so the rest is drained unbuffered, for `LINGER_MS` at most, after
+   * which the socket is destroyed: a slow sender cannot hold the connection.
    */
   function rejectBody(req: IncomingMessage, res: ServerResponse, response: HttpResponse): void {
-    response.headers.connection = 'close';
     send(res, response, false);
-    req.on('data', () => undefined);
-    res.on('finish', () => setTimeout(() => req.socket.destroy(), 2_000).unref());
+    req.resume();
+    res.once('finish', () => {
+      if (req.complete) return;
+      const linger = setTimeout(() => req.socket.destroy(), LINGER_MS);
+      linger.unref();
+      req.once('end', () => clearTimeout(linger));
+    });
   }
 
   return {
@@ -252,6 +266,9 @@ function toEvent(
   if (body !== undefined) event.body = text ?? body.toString('base64');
   return event;
 }
+
+const firstHeader = (value: string | string[] | undefined): string | undefined =>
+  Array.isArray(value) ? value[0] : value;
 
 function decodeUtf8(body: Buffer): string | undefined {
   try {

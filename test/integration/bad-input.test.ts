@@ -152,36 +152,32 @@ describe('raw HTTP body problems', () => {
     await expectNothingStored(source);
   });
 
-  it(
-    'answers 413 promptly to a chunked body trickling past 1 MiB, without waiting for the rest of it',
-    async () => {
-      const source = uniqueSource();
-      const started = performance.now();
-      let sent = 0;
-      let answered = false;
-      const answer = await exchangeRaw(app.ingestUrl, async (socket, isAnswered) => {
-        await write(socket, requestHead({ 'transfer-encoding': 'chunked' }));
-        const prefix = Buffer.from(`{"source":"${source}","type":"reading","payload":{"filler":"`);
-        await write(socket, chunk(prefix));
-        sent += prefix.length;
-        const filler = Buffer.alloc(64 * 1024, 'x');
-        // Keep trickling for far longer than the cap; the terminating chunk is never sent, so only a server that
-        // stops at the limit can answer.
-        while (!isAnswered() && sent < 8 * MIB) {
-          await write(socket, chunk(filler));
-          sent += filler.length;
-          await new Promise((resolve) => setTimeout(resolve, 10));
-        }
-        answered = isAnswered();
-      });
-      expectProblem(answer, 413, 'payload-too-large');
-      expect(answered).toBe(true);
-      expect(sent).toBeLessThan(2 * MIB);
-      expect(performance.now() - started).toBeLessThan(5_000);
-      await expectNothingStored(source);
-    },
-    10_000,
-  );
+  it('answers 413 promptly to a chunked body trickling past 1 MiB, without waiting for the rest of it', async () => {
+    const source = uniqueSource();
+    const started = performance.now();
+    let sent = 0;
+    let answered = false;
+    const answer = await exchangeRaw(app.ingestUrl, async (socket, isAnswered) => {
+      await write(socket, requestHead({ 'transfer-encoding': 'chunked' }));
+      const prefix = Buffer.from(`{"source":"${source}","type":"reading","payload":{"filler":"`);
+      await write(socket, chunk(prefix));
+      sent += prefix.length;
+      const filler = Buffer.alloc(64 * 1024, 'x');
+      // Keep trickling for far longer than the cap; the terminating chunk is never sent, so only a server that
+      // stops at the limit can answer.
+      while (!isAnswered() && sent < 8 * MIB) {
+        await write(socket, chunk(filler));
+        sent += filler.length;
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      answered = isAnswered();
+    });
+    expectProblem(answer, 413, 'payload-too-large');
+    expect(answered).toBe(true);
+    expect(sent).toBeLessThan(2 * MIB);
+    expect(performance.now() - started).toBeLessThan(5_000);
+    await expectNothingStored(source);
+  }, 10_000);
 });
 
 describe('record field rules (422 validation-failed)', () => {
@@ -197,11 +193,7 @@ describe('record field rules (422 validation-failed)', () => {
     ['id that is not a UUID', (s) => record(s, { id: 'not-a-uuid' }), ['/id']],
     ['id that is a UUID missing one digit', (s) => record(s, { id: randomUUID().slice(0, -1) }), ['/id']],
     ['timestamp that is not RFC 3339', (s) => record(s, { timestamp: 'yesterday at noon' }), ['/timestamp']],
-    [
-      'timestamp without an offset',
-      (s) => record(s, { timestamp: isoAgo(60_000).replace('Z', '') }),
-      ['/timestamp'],
-    ],
+    ['timestamp without an offset', (s) => record(s, { timestamp: isoAgo(60_000).replace('Z', '') }), ['/timestamp']],
     ['timestamp on 30 February', (s) => record(s, { timestamp: thirtiethOfFebruary() }), ['/timestamp']],
     ['timestamp 8 days in the past', (s) => record(s, { timestamp: isoAgo(8 * DAY_MS) }), ['/timestamp']],
     ['timestamp 2 days in the future', (s) => record(s, { timestamp: isoAgo(-2 * DAY_MS) }), ['/timestamp']],
@@ -219,11 +211,7 @@ describe('record field rules (422 validation-failed)', () => {
     ['NUL in a payload key', (s) => record(s, { payload: { 'k\u0000ey': 1 } }), ['/payload/k\u0000ey']],
     ['NUL in a nested payload array', (s) => record(s, { payload: { list: ['ok', '\u0000'] } }), ['/payload/list/1']],
     ['NUL in source', (s) => record(`${s}\u0000`), ['/source']],
-    [
-      'unknown top-level fields',
-      (s) => record(s, { extra: 1, timestamp_ms: Date.now() }),
-      ['/extra', '/timestamp_ms'],
-    ],
+    ['unknown top-level fields', (s) => record(s, { extra: 1, timestamp_ms: Date.now() }), ['/extra', '/timestamp_ms']],
     [
       'several bad fields at once',
       (s) => ({ id: 'nope', source: `${s} bad`, type: '', timestamp: '2026-13-01', payload: [], extra: true }),
@@ -266,11 +254,31 @@ describe('record field rules (422 validation-failed)', () => {
   });
 
   it.each([
-    ['__proto__ at the top level', (s: string) => `{"__proto__":{"polluted":true},"source":"${s}","type":"t","payload":{}}`, '/__proto__'],
-    ['constructor at the top level', (s: string) => `{"constructor":{"prototype":{"polluted":true}},"source":"${s}","type":"t","payload":{}}`, '/constructor'],
-    ['__proto__ in the payload', (s: string) => `{"source":"${s}","type":"t","payload":{"ok":1,"__proto__":{"polluted":true}}}`, '/payload/__proto__'],
-    ['constructor in the payload', (s: string) => `{"source":"${s}","type":"t","payload":{"constructor":{"prototype":{"polluted":true}}}}`, '/payload/constructor'],
-    ['__proto__ deep in the payload', (s: string) => `{"source":"${s}","type":"t","payload":{"a":[{"__proto__":{"polluted":true}}]}}`, '/payload/a/0/__proto__'],
+    [
+      '__proto__ at the top level',
+      (s: string) => `{"__proto__":{"polluted":true},"source":"${s}","type":"t","payload":{}}`,
+      '/__proto__',
+    ],
+    [
+      'constructor at the top level',
+      (s: string) => `{"constructor":{"prototype":{"polluted":true}},"source":"${s}","type":"t","payload":{}}`,
+      '/constructor',
+    ],
+    [
+      '__proto__ in the payload',
+      (s: string) => `{"source":"${s}","type":"t","payload":{"ok":1,"__proto__":{"polluted":true}}}`,
+      '/payload/__proto__',
+    ],
+    [
+      'constructor in the payload',
+      (s: string) => `{"source":"${s}","type":"t","payload":{"constructor":{"prototype":{"polluted":true}}}}`,
+      '/payload/constructor',
+    ],
+    [
+      '__proto__ deep in the payload',
+      (s: string) => `{"source":"${s}","type":"t","payload":{"a":[{"__proto__":{"polluted":true}}]}}`,
+      '/payload/a/0/__proto__',
+    ],
   ])('refuses the reserved key %s', async (_, bodyOf, pointer) => {
     const source = uniqueSource();
     const answer = await postJson(app, bodyOf(source));

@@ -15,7 +15,9 @@ export const DIST = resolve(ROOT, 'dist');
 export function bundlePath(name: string): string {
   const path = resolve(DIST, `${name}.mjs`);
   if (!existsSync(path)) {
-    throw new Error(`${path} does not exist: build the bundles first with \`node esbuild.config.mjs\` (npm run build).`);
+    throw new Error(
+      `${path} does not exist: build the bundles first with \`node esbuild.config.mjs\` (npm run build).`,
+    );
   }
   return path;
 }
@@ -64,7 +66,11 @@ export interface SpawnedProcess {
 }
 
 /** Spawns `node <script> ...args` with exactly `env` (plus PATH), output piped and collected. */
-export function spawnNode(script: string, env: Record<string, string | undefined>, args: string[] = []): SpawnedProcess {
+export function spawnNode(
+  script: string,
+  env: Record<string, string | undefined>,
+  args: string[] = [],
+): SpawnedProcess {
   const cleanEnv: Record<string, string> = {};
   for (const [key, value] of Object.entries({ PATH: process.env.PATH, ...env })) {
     if (value !== undefined) cleanEnv[key] = value;
