@@ -97,15 +97,6 @@ const envSchema = Joi.object({
   RETENTION_DAYS: int(0, 36_500).default(0),
   IDEMPOTENCY_TTL_HOURS: int(1, 24 * 30).default(24),
   CURSOR_SECRET: Joi.string().min(16).default(DEFAULT_CURSOR_SECRET),
-}).custom((env: Record<string, number>, helpers) => {
-  const retention = env.RETENTION_DAYS ?? 0;
-  const past = env.RECORD_MAX_PAST_DAYS ?? 0;
-  if (retention !== 0 && retention <= past) {
-    return helpers.message({
-      custom: `RETENTION_DAYS (${retention}) must exceed RECORD_MAX_PAST_DAYS (${past}), or writes would land in dropped partitions`,
-    });
-  }
-  return env;
 });
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -147,9 +138,16 @@ export function loadConfig(env: Env): ServiceConfig {
     stripUnknown: true,
     convert: true,
   });
-  if (error) {
-    throw new ConfigError(error.details.map((d) => d.message.replaceAll('"', '')));
+  const problems = (error?.details ?? []).map((d) => d.message.replaceAll('"', ''));
+  // Cross-variable rules are checked on their own so that they are reported together with every other problem.
+  const retention = Number(present.RETENTION_DAYS ?? 0);
+  const past = Number(present.RECORD_MAX_PAST_DAYS ?? 7);
+  if (retention > 0 && Number.isFinite(past) && retention <= past) {
+    problems.push(
+      `RETENTION_DAYS (${retention}) must exceed RECORD_MAX_PAST_DAYS (${past}), or writes would land in dropped partitions`,
+    );
   }
+  if (problems.length > 0) throw new ConfigError(problems);
   const e = value as ParsedEnv;
   return deepFreeze({
     service: e.K_SERVICE,

@@ -34,7 +34,9 @@ export function createCursorCodec(secret: string): CursorCodec {
         throw invalid('is not a cursor issued by this service');
       }
       const raw = Buffer.from(cursor, 'base64url');
-      if (raw.length <= MAC_BYTES) throw invalid('is not a cursor issued by this service');
+      // Base64 decoding ignores the unused low bits of the last character; re-encoding catches edits there.
+      if (raw.length <= MAC_BYTES || raw.toString('base64url') !== cursor)
+        throw invalid('is not a cursor issued by this service');
       const payload = raw.subarray(0, raw.length - MAC_BYTES);
       const tag = raw.subarray(raw.length - MAC_BYTES);
       if (!timingSafeEqual(tag, mac(payload))) throw invalid('is not a cursor issued by this service, or was altered');

@@ -7,6 +7,30 @@ export const RFC3339_PATTERN =
 
 /** Milliseconds since the epoch, or undefined when the text is not a real RFC 3339 instant with an offset. */
 export function parseRfc3339(text: string): number | undefined {
+  const parts = splitRfc3339(text);
+  return parts === undefined ? undefined : parts.wholeMs + Number(`0.${parts.subMsDigits || '0'}`);
+}
+
+const MIN_SUPPORTED_MS = new Date(0).setUTCFullYear(1, 0, 1);
+const END_SUPPORTED_MS = Date.UTC(10_000, 0, 1);
+
+/**
+ * The same instant as UTC text (`…Z`), keeping every fractional digit the client sent. PostgreSQL refuses
+ * offsets beyond ±15:59 and the year 0000 that RFC 3339 allows, so nothing reaches it in the client's offset;
+ * undefined when the text is invalid or the instant lies outside years 0001–9999.
+ */
+export function normalizeRfc3339(text: string): string | undefined {
+  const parts = splitRfc3339(text);
+  if (parts === undefined || parts.wholeMs < MIN_SUPPORTED_MS || parts.wholeMs >= END_SUPPORTED_MS) return undefined;
+  const iso = new Date(parts.wholeMs).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
+  return `${iso.slice(0, -1)}${parts.subMsDigits}Z`;
+}
+
+/**
+ * Whole milliseconds as an exact integer, and the fractional digits beyond the millisecond as text: a double
+ * cannot hold nanoseconds of a 2026 instant, and rounding would move `.999999999` into the next second.
+ */
+function splitRfc3339(text: string): { wholeMs: number; subMsDigits: string } | undefined {
   const m = RFC3339_PATTERN.exec(text);
   if (m === null) return undefined;
   const [, y, mo, d, h, mi, s, frac = '', zulu, sign, oh = '0', om = '0'] = m;
@@ -23,30 +47,13 @@ export function parseRfc3339(text: string): number | undefined {
   const offsetMinutes = Number(om);
   if (offsetHours > 23 || offsetMinutes > 59) return undefined;
   const offsetMs = zulu ? 0 : (sign === '-' ? -1 : 1) * (offsetHours * 60 + offsetMinutes) * 60_000;
-  const millis = Number(`0.${frac || '0'}`) * 1000;
   const utc = new Date(0);
   utc.setUTCFullYear(year, month - 1, day);
-  utc.setUTCHours(hour, minute, second, 0);
-  return utc.getTime() + millis - offsetMs;
+  utc.setUTCHours(hour, minute, second, Number(frac.slice(0, 3).padEnd(3, '0')));
+  return { wholeMs: utc.getTime() - offsetMs, subMsDigits: frac.slice(3) };
 }
 
 const DAYS_IN_MONTH = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31] as const;
-
-const MIN_SUPPORTED_MS = new Date(0).setUTCFullYear(1, 0, 1);
-const END_SUPPORTED_MS = Date.UTC(10_000, 0, 1);
-
-/**
- * The same instant as UTC text (`…Z`), keeping every fractional digit the client sent. PostgreSQL refuses
- * offsets beyond ±15:59 and the year 0000 that RFC 3339 allows, so nothing reaches it in the client's offset;
- * undefined when the text is invalid or the instant lies outside years 0001–9999.
- */
-export function normalizeRfc3339(text: string): string | undefined {
-  const ms = parseRfc3339(text);
-  if (ms === undefined || ms < MIN_SUPPORTED_MS || ms >= END_SUPPORTED_MS) return undefined;
-  const fraction = RFC3339_PATTERN.exec(text)?.[7] ?? '';
-  const iso = new Date(Math.floor(ms)).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
-  return fraction.length > 3 ? `${iso.slice(0, -1)}${fraction.slice(3)}Z` : iso;
-}
 
 function daysInMonth(year: number, month: number): number {
   if (month === 2 && isLeapYear(year)) return 29;
