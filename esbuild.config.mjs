@@ -8,6 +8,7 @@ import { build } from 'esbuild';
 const ENTRIES = {
   ingest: 'functions/ingest/main.ts',
   query: 'functions/query/main.ts',
+  relay: 'functions/relay/main.ts',
   migrate: 'scripts/migrate.ts',
 };
 

@@ -1,27 +1,64 @@
-/** Process entry of the ingest function: wires PostgreSQL into the handler and serves it on $PORT. */
+/** Process entry of the ingest function: wires PostgreSQL, Redis and the outbox relay to Kafka, serves on $PORT. */
+import { createRecordCache, createRedisClient } from '#lib/cache';
 import {
   createDatabase,
+  createOutboxRepository,
   createRecordRepository,
   partitionPlanFrom,
   pingDatabase,
   schedulePartitionMaintenance,
 } from '#lib/db';
+import { createKafkaPublisher, createOutboxRelay } from '#lib/events';
 import { buildOpenApiDocument } from '#lib/http';
+import { createMetrics } from '#lib/observability';
 import { createIngestService, createRecordValidator } from '#lib/records';
 import { bootstrap, runFunction } from '#lib/runtime';
 import { createIngestHandler } from './handler.ts';
 
 const { config, logger } = bootstrap(process.env);
+const metrics = createMetrics({ service: config.service, revision: config.revision });
 
 const db = createDatabase({ ...config.database, applicationName: `${config.service}:ingest`, logger });
 // Partitions must exist before the first write of each day; every pod keeps them ahead, serialised by a lock.
 const maintenance = schedulePartitionMaintenance(db, partitionPlanFrom(config), logger);
 await maintenance.firstRun;
 
+const redis = config.redis && createRedisClient(config.redis, logger);
+const cache =
+  redis && createRecordCache({ redis, config: config.cache, keyPrefix: config.redis?.keyPrefix ?? '', logger });
+
+const outbox = createOutboxRepository(db);
+const publisher = config.kafka && createKafkaPublisher({ config: config.kafka, logger });
+const relay =
+  publisher && config.relay.enabled
+    ? createOutboxRelay({ store: outbox, publisher, logger, ...config.relay })
+    : undefined;
+if (config.kafka === undefined) {
+  logger.warn('KAFKA_BROKERS is not set: record events wait in the outbox until a relay with Kafka runs');
+}
+relay?.start();
+
+let postgresUp = true;
+metrics.dependency('postgres', () => postgresUp);
+if (redis && cache) {
+  metrics.dependency('redis', () => redis.status === 'ready' && cache.stats().breaker !== 'open');
+  metrics.cacheRequests(() => ({ ...cache.stats(), skipped: cache.stats().errorsOrSkips }));
+}
+if (relay) {
+  metrics.dependency('kafka', () => relay.status().brokerReachable);
+  metrics.relay(() => ({ published: relay.status().eventsPublished, errors: relay.status().publishErrors }));
+}
+metrics.outbox(() => outbox.backlog());
+
 const handler = createIngestHandler({
   ingest: createIngestService({
-    store: createRecordRepository({ db, idempotencyTtlHours: config.storage.idempotencyTtlHours }),
+    store: createRecordRepository({
+      db,
+      idempotencyTtlHours: config.storage.idempotencyTtlHours,
+      onCommitted: () => relay?.nudge(),
+    }),
     validator: createRecordValidator(config.records),
+    ...(cache && { cache }),
   }),
   logger,
   openApi: buildOpenApiDocument(config.records),
@@ -33,9 +70,19 @@ await runFunction({
   logger,
   functionName: 'ingest',
   ...config.http,
-  readiness: () => pingDatabase(db).then(() => true),
+  metrics: { contentType: metrics.registry.contentType, render: () => metrics.registry.metrics() },
+  // Only PostgreSQL decides readiness: without Redis or Kafka the function still accepts writes (degraded).
+  readiness: () =>
+    pingDatabase(db).then(
+      () => (postgresUp = true),
+      () => (postgresUp = false),
+    ),
   close: async () => {
     maintenance.stop();
+    await relay?.stop(5_000);
+    await publisher?.close();
+    cache?.close();
+    redis?.disconnect();
     await db.destroy();
   },
 });

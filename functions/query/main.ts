@@ -1,11 +1,14 @@
-/** Process entry of the query function: wires PostgreSQL (and an optional read replica) into the handler. */
+/** Process entry of the query function: wires PostgreSQL (and an optional read replica) and Redis into the handler. */
+import { createRecordCache, createRedisClient } from '#lib/cache';
 import { createDatabase, createRecordRepository, pingDatabase } from '#lib/db';
 import { buildOpenApiDocument } from '#lib/http';
+import { createMetrics } from '#lib/observability';
 import { createCursorCodec, createQueryService } from '#lib/records';
 import { bootstrap, runFunction } from '#lib/runtime';
 import { createQueryHandler } from './handler.ts';
 
 const { config, logger } = bootstrap(process.env);
+const metrics = createMetrics({ service: config.service, revision: config.revision });
 
 const db = createDatabase({ ...config.database, applicationName: `${config.service}:query`, logger });
 const readDb =
@@ -15,12 +18,25 @@ const readDb =
         ...config.database,
         url: config.database.readUrl,
         applicationName: `${config.service}:query-replica`,
+        logger,
       });
+
+const redis = config.redis && createRedisClient(config.redis, logger);
+const cache =
+  redis && createRecordCache({ redis, config: config.cache, keyPrefix: config.redis?.keyPrefix ?? '', logger });
+
+let postgresUp = true;
+metrics.dependency('postgres', () => postgresUp);
+if (redis && cache) {
+  metrics.dependency('redis', () => redis.status === 'ready' && cache.stats().breaker !== 'open');
+  metrics.cacheRequests(() => ({ ...cache.stats(), skipped: cache.stats().errorsOrSkips }));
+}
 
 const handler = createQueryHandler({
   query: createQueryService({
     store: createRecordRepository({ db, readDb, idempotencyTtlHours: config.storage.idempotencyTtlHours }),
     cursors: createCursorCodec(config.cursorSecret),
+    ...(cache && { cache }),
   }),
   logger,
   openApi: buildOpenApiDocument(config.records),
@@ -31,8 +47,16 @@ await runFunction({
   logger,
   functionName: 'query',
   ...config.http,
-  readiness: () => pingDatabase(readDb).then(() => true),
+  metrics: { contentType: metrics.registry.contentType, render: () => metrics.registry.metrics() },
+  // Only PostgreSQL decides readiness: without Redis the function answers from PostgreSQL (degraded).
+  readiness: () =>
+    pingDatabase(readDb).then(
+      () => (postgresUp = true),
+      () => (postgresUp = false),
+    ),
   close: async () => {
+    cache?.close();
+    redis?.disconnect();
     await Promise.all([db.destroy(), readDb === db ? undefined : readDb.destroy()]);
   },
 });

@@ -43,6 +43,54 @@ export interface StorageConfig {
   readonly idempotencyTtlHours: number;
 }
 
+export interface RedisConfig {
+  /** `redis://` or `rediss://` URL of a standalone server (ElastiCache without cluster mode). */
+  readonly url: string | undefined;
+  /** `host:port` seed nodes of a Redis Cluster (ElastiCache cluster mode); wins over `url`. */
+  readonly clusterNodes: readonly string[];
+  readonly tls: boolean;
+  readonly keyPrefix: string;
+  /** Per-command budget: Redis down must cost milliseconds, not seconds. */
+  readonly commandTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+}
+
+export interface CacheConfig {
+  readonly recordTtlSeconds: number;
+  /** Short, and cleared by every write of the id: a cached 404 must never hide a record just written. */
+  readonly negativeTtlSeconds: number;
+  readonly listTtlSeconds: number;
+  readonly breakerFailureThreshold: number;
+  readonly breakerResetMs: number;
+}
+
+export interface KafkaConfig {
+  readonly brokers: readonly string[];
+  readonly clientId: string;
+  readonly topic: string;
+  readonly topicPartitions: number;
+  readonly topicReplicationFactor: number;
+  readonly ssl: boolean;
+  readonly sasl:
+    | {
+        readonly mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512';
+        readonly username: string;
+        readonly password: string;
+      }
+    | undefined;
+  readonly connectionTimeoutMs: number;
+  readonly requestTimeoutMs: number;
+}
+
+export interface RelayConfig {
+  /** Whether the ingest function also relays the outbox (a separate `npm run relay` deployment may do it instead). */
+  readonly enabled: boolean;
+  /** Outbox rows (one per committed write) claimed per Kafka send. */
+  readonly batchSize: number;
+  readonly pollIntervalMs: number;
+  readonly maxBackoffMs: number;
+}
+
 export interface ServiceConfig {
   readonly service: string;
   readonly revision: string;
@@ -52,6 +100,12 @@ export interface ServiceConfig {
   readonly records: RecordLimits;
   readonly storage: StorageConfig;
   readonly cursorSecret: string;
+  /** Undefined when neither REDIS_URL nor REDIS_CLUSTER_NODES is set: reads then go straight to PostgreSQL. */
+  readonly redis: RedisConfig | undefined;
+  readonly cache: CacheConfig;
+  /** Undefined without KAFKA_BROKERS: events wait in the outbox until a relay with Kafka runs. */
+  readonly kafka: KafkaConfig | undefined;
+  readonly relay: RelayConfig;
 }
 
 /** Thrown with every invalid variable named, so one failed start shows everything to fix. */
@@ -69,6 +123,7 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 // Cursors are authenticated so that clients cannot forge positions; deployments set their own secret.
 const DEFAULT_CURSOR_SECRET = 'data-service-default-cursor-secret';
 
+const HOST_PORT_LIST = /^[\w.-]+:\d{1,5}(,[\w.-]+:\d{1,5})*$/;
 const postgresUrl = Joi.string().uri({ scheme: ['postgres', 'postgresql'] });
 const int = (min: number, max: number) => Joi.number().integer().min(min).max(max);
 
@@ -97,6 +152,41 @@ const envSchema = Joi.object({
   RETENTION_DAYS: int(0, 36_500).default(0),
   IDEMPOTENCY_TTL_HOURS: int(1, 24 * 30).default(24),
   CURSOR_SECRET: Joi.string().min(16).default(DEFAULT_CURSOR_SECRET),
+  REDIS_URL: Joi.string().uri({ scheme: ['redis', 'rediss'] }),
+  REDIS_CLUSTER_NODES: Joi.string()
+    .pattern(HOST_PORT_LIST)
+    .messages({ 'string.pattern.base': 'REDIS_CLUSTER_NODES must be a comma-separated list of host:port' }),
+  REDIS_TLS: Joi.boolean().truthy('1').falsy('0').default(false),
+  REDIS_KEY_PREFIX: Joi.string()
+    .max(64)
+    .pattern(/^[\w:.-]*$/)
+    .default('ds:'),
+  REDIS_COMMAND_TIMEOUT_MS: int(5, 10_000).default(100),
+  REDIS_CONNECT_TIMEOUT_MS: int(50, 60_000).default(1_000),
+  CACHE_RECORD_TTL_SECONDS: int(1, 30 * 86_400).default(86_400),
+  CACHE_NEGATIVE_TTL_SECONDS: int(1, 3_600).default(5),
+  CACHE_LIST_TTL_SECONDS: int(1, 3_600).default(2),
+  CACHE_BREAKER_FAILURES: int(1, 1_000).default(5),
+  CACHE_BREAKER_RESET_MS: int(100, 600_000).default(5_000),
+  KAFKA_BROKERS: Joi.string()
+    .pattern(HOST_PORT_LIST)
+    .messages({ 'string.pattern.base': 'KAFKA_BROKERS must be a comma-separated list of host:port' }),
+  KAFKA_CLIENT_ID: Joi.string().max(200).default('data-service'),
+  KAFKA_TOPIC: Joi.string()
+    .pattern(/^[A-Za-z0-9._-]{1,249}$/)
+    .default('records'),
+  KAFKA_TOPIC_PARTITIONS: int(1, 10_000).default(6),
+  KAFKA_TOPIC_REPLICATION: int(1, 10).default(1),
+  KAFKA_SSL: Joi.boolean().truthy('1').falsy('0').default(false),
+  KAFKA_SASL_MECHANISM: Joi.string().valid('plain', 'scram-sha-256', 'scram-sha-512'),
+  KAFKA_SASL_USERNAME: Joi.string().when('KAFKA_SASL_MECHANISM', { is: Joi.exist(), then: Joi.required() }),
+  KAFKA_SASL_PASSWORD: Joi.string().when('KAFKA_SASL_MECHANISM', { is: Joi.exist(), then: Joi.required() }),
+  KAFKA_CONNECTION_TIMEOUT_MS: int(100, 60_000).default(1_000),
+  KAFKA_REQUEST_TIMEOUT_MS: int(100, 120_000).default(5_000),
+  RELAY_ENABLED: Joi.boolean().truthy('1').falsy('0').default(true),
+  RELAY_BATCH_SIZE: int(1, 10_000).default(100),
+  RELAY_POLL_INTERVAL_MS: int(5, 60_000).default(100),
+  RELAY_MAX_BACKOFF_MS: int(100, 600_000).default(5_000),
 });
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -126,6 +216,32 @@ interface ParsedEnv {
   RETENTION_DAYS: number;
   IDEMPOTENCY_TTL_HOURS: number;
   CURSOR_SECRET: string;
+  REDIS_URL?: string;
+  REDIS_CLUSTER_NODES?: string;
+  REDIS_TLS: boolean;
+  REDIS_KEY_PREFIX: string;
+  REDIS_COMMAND_TIMEOUT_MS: number;
+  REDIS_CONNECT_TIMEOUT_MS: number;
+  CACHE_RECORD_TTL_SECONDS: number;
+  CACHE_NEGATIVE_TTL_SECONDS: number;
+  CACHE_LIST_TTL_SECONDS: number;
+  CACHE_BREAKER_FAILURES: number;
+  CACHE_BREAKER_RESET_MS: number;
+  KAFKA_BROKERS?: string;
+  KAFKA_CLIENT_ID: string;
+  KAFKA_TOPIC: string;
+  KAFKA_TOPIC_PARTITIONS: number;
+  KAFKA_TOPIC_REPLICATION: number;
+  KAFKA_SSL: boolean;
+  KAFKA_SASL_MECHANISM?: 'plain' | 'scram-sha-256' | 'scram-sha-512';
+  KAFKA_SASL_USERNAME?: string;
+  KAFKA_SASL_PASSWORD?: string;
+  KAFKA_CONNECTION_TIMEOUT_MS: number;
+  KAFKA_REQUEST_TIMEOUT_MS: number;
+  RELAY_ENABLED: boolean;
+  RELAY_BATCH_SIZE: number;
+  RELAY_POLL_INTERVAL_MS: number;
+  RELAY_MAX_BACKOFF_MS: number;
 }
 
 /** Parses and validates the environment; throws a `ConfigError` naming every bad variable. */
@@ -182,6 +298,51 @@ export function loadConfig(env: Env): ServiceConfig {
       idempotencyTtlHours: e.IDEMPOTENCY_TTL_HOURS,
     },
     cursorSecret: e.CURSOR_SECRET,
+    redis:
+      e.REDIS_URL === undefined && e.REDIS_CLUSTER_NODES === undefined
+        ? undefined
+        : {
+            url: e.REDIS_URL,
+            clusterNodes: e.REDIS_CLUSTER_NODES?.split(',') ?? [],
+            tls: e.REDIS_TLS,
+            keyPrefix: e.REDIS_KEY_PREFIX,
+            commandTimeoutMs: e.REDIS_COMMAND_TIMEOUT_MS,
+            connectTimeoutMs: e.REDIS_CONNECT_TIMEOUT_MS,
+          },
+    cache: {
+      recordTtlSeconds: e.CACHE_RECORD_TTL_SECONDS,
+      negativeTtlSeconds: e.CACHE_NEGATIVE_TTL_SECONDS,
+      listTtlSeconds: e.CACHE_LIST_TTL_SECONDS,
+      breakerFailureThreshold: e.CACHE_BREAKER_FAILURES,
+      breakerResetMs: e.CACHE_BREAKER_RESET_MS,
+    },
+    kafka:
+      e.KAFKA_BROKERS === undefined
+        ? undefined
+        : {
+            brokers: e.KAFKA_BROKERS.split(','),
+            clientId: e.KAFKA_CLIENT_ID,
+            topic: e.KAFKA_TOPIC,
+            topicPartitions: e.KAFKA_TOPIC_PARTITIONS,
+            topicReplicationFactor: e.KAFKA_TOPIC_REPLICATION,
+            ssl: e.KAFKA_SSL,
+            sasl:
+              e.KAFKA_SASL_MECHANISM === undefined
+                ? undefined
+                : {
+                    mechanism: e.KAFKA_SASL_MECHANISM,
+                    username: e.KAFKA_SASL_USERNAME ?? '',
+                    password: e.KAFKA_SASL_PASSWORD ?? '',
+                  },
+            connectionTimeoutMs: e.KAFKA_CONNECTION_TIMEOUT_MS,
+            requestTimeoutMs: e.KAFKA_REQUEST_TIMEOUT_MS,
+          },
+    relay: {
+      enabled: e.RELAY_ENABLED,
+      batchSize: e.RELAY_BATCH_SIZE,
+      pollIntervalMs: e.RELAY_POLL_INTERVAL_MS,
+      maxBackoffMs: e.RELAY_MAX_BACKOFF_MS,
+    },
   });
 }
 

@@ -1,6 +1,7 @@
 export { createDatabase, type Database, type DatabaseOptions, databaseNameOf, pingDatabase } from './database.ts';
 export { guardDatabase, toDatabaseError } from './errors.ts';
 export { migrateToLatest, rollbackAll } from './migrator.ts';
+export { createOutboxRepository } from './outbox-repository.ts';
 export {
   listPartitions,
   type MaintenanceReport,

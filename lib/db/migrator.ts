@@ -1,5 +1,6 @@
 import type { Knex } from 'knex';
 import * as records0001 from './migrations/0001-records.ts';
+import * as outbox0002 from './migrations/0002-outbox.ts';
 
 interface Migration {
   up(db: Knex): Promise<void>;
@@ -7,7 +8,10 @@ interface Migration {
 }
 
 /** Migrations are imported, not read from disk, so the esbuild bundles carry them. Append only. */
-const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [['0001-records', records0001]];
+const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [
+  ['0001-records', records0001],
+  ['0002-outbox', outbox0002],
+];
 
 const source: Knex.MigrationSource<readonly [string, Migration]> = {
   getMigrations: async () => [...MIGRATIONS],

@@ -16,6 +16,8 @@ export interface RecordRepositoryOptions {
   readonly db: Knex;
   /** Optional read replica for `findById` and `list`. */
   readonly readDb?: Knex;
+  /** Called after a write that created records has committed (wakes the outbox relay). */
+  readonly onCommitted?: (createdIds: readonly string[]) => void;
   readonly idempotencyTtlHours: number;
 }
 
@@ -33,9 +35,10 @@ interface RecordRow {
 const UTC_TEXT = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')`;
 const RECORD_COLUMNS = `r.id, r.source, r.type, ${UTC_TEXT('r."timestamp"')} AS ts, r.payload, ${UTC_TEXT('r.received_at')} AS received`;
 
-// One statement claims the ids in the registry and inserts only the rows whose claim succeeded, so two writers of
-// the same id serialise on the registry's unique index and the loser sees `duplicate`, never an error. Claims are
-// taken in id order so that overlapping batches cannot deadlock.
+// One statement claims the ids in the registry, inserts only the rows whose claim succeeded, and writes one outbox
+// row listing them: two writers of the same id serialise on the registry's unique index (the loser sees
+// `duplicate`, never an error), and no record commits without its event. Claims are taken in id order so that
+// overlapping batches cannot deadlock.
 const INSERT_SQL = `
   WITH input AS (
     SELECT * FROM unnest(?::uuid[], ?::text[], ?::text[], ?::timestamptz[], ?::jsonb[])
@@ -45,10 +48,19 @@ const INSERT_SQL = `
     SELECT id, "timestamp" FROM input ORDER BY id
     ON CONFLICT (id) DO NOTHING
     RETURNING id
+  ), inserted AS (
+    INSERT INTO records (id, source, type, "timestamp", payload)
+    SELECT i.id, i.source, i.type, i."timestamp", i.payload FROM input i JOIN claimed c USING (id)
+    RETURNING id, source, type, "timestamp", payload, received_at
+  ), announced AS (
+    INSERT INTO outbox (records)
+    SELECT jsonb_agg(jsonb_build_object(
+      'id', id, 'source', source, 'type', type, 'payload', payload,
+      'timestamp', ${UTC_TEXT('"timestamp"')}, 'received_at', ${UTC_TEXT('received_at')}))
+    FROM inserted
+    HAVING count(*) > 0
   )
-  INSERT INTO records (id, source, type, "timestamp", payload)
-  SELECT i.id, i.source, i.type, i."timestamp", i.payload FROM input i JOIN claimed c USING (id)
-  RETURNING id`;
+  SELECT id FROM inserted`;
 
 // The registry yields the row's timestamp, so the record lookup prunes to one partition at executor start.
 const FIND_BY_ID_SQL = `
@@ -56,7 +68,17 @@ const FIND_BY_ID_SQL = `
   WHERE r.id = ? AND r."timestamp" = (SELECT "timestamp" FROM record_ids WHERE id = ?)`;
 
 /** PostgreSQL implementation of the domain's `RecordStore`. */
-export function createRecordRepository({ db, readDb = db, idempotencyTtlHours }: RecordRepositoryOptions): RecordStore {
+export function createRecordRepository({
+  db,
+  readDb = db,
+  idempotencyTtlHours,
+  onCommitted,
+}: RecordRepositoryOptions): RecordStore {
+  const committed = (written: readonly WriteResult[]) => {
+    const created = written.filter((w) => w.status === 'created').map((w) => w.id);
+    if (created.length > 0) onCommitted?.(created);
+  };
+
   async function insertWith(runner: Knex | Knex.Transaction, records: readonly NewRecord[]): Promise<WriteResult[]> {
     const result = await runner.raw(INSERT_SQL, [
       records.map((r) => r.id),
@@ -70,11 +92,16 @@ export function createRecordRepository({ db, readDb = db, idempotencyTtlHours }:
   }
 
   return {
-    insert: (records) => guardDatabase(() => insertWith(db, records)),
+    insert: (records) =>
+      guardDatabase(async () => {
+        const written = await insertWith(db, records);
+        committed(written);
+        return written;
+      }),
 
     insertIdempotent: (records, claim) =>
-      guardDatabase(() =>
-        db.transaction(async (trx): Promise<IdempotentWriteOutcome> => {
+      guardDatabase(async () => {
+        const outcome = await db.transaction(async (trx): Promise<IdempotentWriteOutcome> => {
           // A transaction-scoped try-lock tells "another request with this key is running" (409) apart from
           // "it already finished" (replay) without blocking either.
           const lock = await trx.raw('SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0)) AS locked', [
@@ -100,8 +127,10 @@ export function createRecordRepository({ db, readDb = db, idempotencyTtlHours }:
             [claim.key, claim.fingerprint, JSON.stringify(result)],
           );
           return { kind: 'committed', result };
-        }),
-      ),
+        });
+        if (outcome.kind === 'committed') committed(outcome.result.records);
+        return outcome;
+      }),
 
     findById: (id) =>
       guardDatabase(async () => {

@@ -1,7 +1,16 @@
 export { type CursorCodec, createCursorCodec } from './cursor.ts';
 export { isUuid, uuidv7 } from './ids.ts';
 export { createIngestService, type IngestRequest, type IngestService } from './ingest-service.ts';
-export type { Clock, IdempotencyClaim, IdempotentWriteOutcome, RecordStore } from './ports.ts';
+export type {
+  CacheLookup,
+  Clock,
+  IdempotencyClaim,
+  IdempotentWriteOutcome,
+  PageKey,
+  PageLookup,
+  RecordCache,
+  RecordStore,
+} from './ports.ts';
 export {
   createQueryService,
   DEFAULT_PAGE_LIMIT,
@@ -21,5 +30,6 @@ export {
   recordInputSchema,
   UUID_PATTERN,
 } from './schema.ts';
+export { createSingleFlight, type SingleFlight } from './single-flight.ts';
 export { formatUtcTimestamp, normalizeRfc3339, parseRfc3339, RFC3339_PATTERN } from './timestamp.ts';
 export type * from './types.ts';

@@ -1,7 +1,7 @@
 import { AppError } from '#lib/errors';
-import type { RecordStore } from './ports.ts';
+import type { RecordCache, RecordStore } from './ports.ts';
 import type { RecordValidator } from './schema.ts';
-import type { IngestResult } from './types.ts';
+import type { IngestResult, NewRecord, WriteResult } from './types.ts';
 
 export interface IngestRequest {
   /** The parsed JSON body. */
@@ -17,15 +17,25 @@ export interface IngestService {
 export interface IngestServiceDeps {
   readonly store: RecordStore;
   readonly validator: RecordValidator;
+  /** Told about every committed write before the client is answered, so no cached absence outlives it. */
+  readonly cache?: Pick<RecordCache, 'recordsWritten'>;
 }
 
 /** The write side of the domain: validation before anything touches storage, then one atomic write. */
-export function createIngestService({ store, validator }: IngestServiceDeps): IngestService {
+export function createIngestService({ store, validator, cache }: IngestServiceDeps): IngestService {
+  const forgetCached = async (records: readonly NewRecord[], written: readonly WriteResult[]) => {
+    if (cache === undefined) return;
+    const created = new Set(written.filter((w) => w.status === 'created').map((w) => w.id));
+    if (created.size > 0) await cache.recordsWritten(records.filter((r) => created.has(r.id)));
+  };
+
   return {
     async ingest({ body, idempotency }) {
       const records = validator.validateIngestBody(body);
       if (idempotency === undefined) {
-        return { records: await store.insert(records) };
+        const written = await store.insert(records);
+        await forgetCached(records, written);
+        return { records: written };
       }
       const outcome = await store.insertIdempotent(records, {
         ...idempotency,
@@ -33,6 +43,8 @@ export function createIngestService({ store, validator }: IngestServiceDeps): In
       });
       switch (outcome.kind) {
         case 'committed':
+          await forgetCached(records, outcome.result.records);
+          return outcome.result;
         case 'replayed':
           return outcome.result;
         case 'fingerprint-mismatch':

@@ -1,10 +1,11 @@
 import { AppError, type FieldIssue, InvalidParameterError } from '#lib/errors';
 import type { CursorCodec } from './cursor.ts';
 import { isUuid } from './ids.ts';
-import type { RecordStore } from './ports.ts';
+import type { PageKey, RecordCache, RecordStore } from './ports.ts';
 import { NAME_MAX_LENGTH, NAME_PATTERN } from './schema.ts';
+import { createSingleFlight } from './single-flight.ts';
 import { normalizeRfc3339, parseRfc3339 } from './timestamp.ts';
-import type { ListFilter, ListPage, StoredRecord } from './types.ts';
+import type { ListFilter, ListPage, ListQuery, StoredRecord } from './types.ts';
 
 export const DEFAULT_PAGE_LIMIT = 100;
 export const MAX_PAGE_LIMIT = 1000;
@@ -23,10 +24,50 @@ export interface QueryService {
 export interface QueryServiceDeps {
   readonly store: RecordStore;
   readonly cursors: CursorCodec;
+  /** Optional read-through cache; without it every read goes to the store. */
+  readonly cache?: RecordCache;
 }
 
-/** The read side of the domain: parameter validation, keyset pagination, cursors. */
-export function createQueryService({ store, cursors }: QueryServiceDeps): QueryService {
+/** The read side of the domain: parameter validation, keyset pagination, cursors, read-through cache. */
+export function createQueryService({ store, cursors, cache }: QueryServiceDeps): QueryService {
+  // Concurrent misses on one key share one store read per process (a hot key must not stampede PostgreSQL).
+  const recordFlights = createSingleFlight<StoredRecord | undefined>();
+  const pageFlights = createSingleFlight<ListPage>();
+
+  async function readRecord(id: string): Promise<StoredRecord | undefined> {
+    if (cache === undefined) return store.findById(id);
+    const cached = await cache.getRecord(id);
+    if (cached.kind === 'hit') return cached.value;
+    if (cached.kind === 'absent') return undefined;
+    return recordFlights.run(id, async () => {
+      const record = await store.findById(id);
+      await (record === undefined ? cache.putAbsent(id) : cache.putRecord(record));
+      return record;
+    });
+  }
+
+  async function readPage(query: ListQuery, key: PageKey): Promise<ListPage> {
+    const compute = async (): Promise<ListPage> => {
+      const rows = await store.list(query);
+      const records = rows.slice(0, key.limit);
+      const last = records.at(-1);
+      const nextCursor =
+        rows.length > key.limit && last !== undefined
+          ? cursors.encode({ timestamp: last.timestamp, id: last.id }, key.filter)
+          : null;
+      return { records, nextCursor };
+    };
+    if (cache === undefined) return compute();
+    const cached = await cache.getPage(key);
+    if (cached.page !== undefined) return cached.page;
+    const { token } = cached;
+    return pageFlights.run(JSON.stringify([key, token]), async () => {
+      const page = await compute();
+      if (token !== undefined) await cache.putPage(key, token, page);
+      return page;
+    });
+  }
+
   return {
     async getById(id) {
       if (!isUuid(id)) {
@@ -35,7 +76,7 @@ export function createQueryService({ store, cursors }: QueryServiceDeps): QueryS
           `"${truncate(id)}" is not a UUID.`,
         );
       }
-      const record = await store.findById(id.toLowerCase());
+      const record = await readRecord(id.toLowerCase());
       if (record === undefined) throw new AppError('not-found', `No record has the id ${id.toLowerCase()}.`);
       return record;
     },
@@ -43,14 +84,9 @@ export function createQueryService({ store, cursors }: QueryServiceDeps): QueryS
     async list(parameters) {
       const { filter, limit, cursor } = parseListParameters(parameters);
       const after = cursor === undefined ? undefined : cursors.decode(cursor, filter);
-      const rows = await store.list({ ...filter, limit: limit + 1, ...(after && { after }) });
-      const records = rows.slice(0, limit);
-      const last = records.at(-1);
-      const nextCursor =
-        rows.length > limit && last !== undefined
-          ? cursors.encode({ timestamp: last.timestamp, id: last.id }, filter)
-          : null;
-      return { records, nextCursor, filter, limit };
+      const query: ListQuery = { ...filter, limit: limit + 1, ...(after && { after }) };
+      const page = await readPage(query, { filter, limit, cursor });
+      return { ...page, filter, limit };
     },
   };
 }

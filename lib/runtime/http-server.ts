@@ -27,6 +27,8 @@ export interface RuntimeServerOptions {
   readonly requestTimeoutMs: number;
   /** Resolves true when dependencies needed to serve are reachable (PostgreSQL). */
   readonly readiness?: () => Promise<boolean>;
+  /** Serves `GET /metrics` (Prometheus text) when given. */
+  readonly metrics?: { readonly contentType: string; render(): Promise<string> };
 }
 
 export interface RuntimeServer {
@@ -113,6 +115,14 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
     const isHead = method === 'HEAD';
 
     if (path === '/healthz') return send(res, probe(200, 'ok'), isHead);
+    if (path === '/metrics' && options.metrics) {
+      const text = await options.metrics.render();
+      return send(
+        res,
+        { statusCode: 200, headers: { 'content-type': options.metrics.contentType }, body: text },
+        isHead,
+      );
+    }
     if (path === '/readyz') {
       const isReady = await ready();
       return send(res, probe(isReady ? 200 : 503, draining ? 'draining' : isReady ? 'ready' : 'unavailable'), isHead);

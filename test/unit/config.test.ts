@@ -56,6 +56,16 @@ describe('loadConfig', () => {
       },
       storage: { partitionPrecreateDays: 7, retentionDays: 0, idempotencyTtlHours: 24 },
       cursorSecret: 'data-service-default-cursor-secret',
+      redis: undefined,
+      cache: {
+        recordTtlSeconds: 86_400,
+        negativeTtlSeconds: 5,
+        listTtlSeconds: 2,
+        breakerFailureThreshold: 5,
+        breakerResetMs: 5_000,
+      },
+      kafka: undefined,
+      relay: { enabled: true, batchSize: 100, pollIntervalMs: 100, maxBackoffMs: 5_000 },
     };
     expect(loadConfig({ DATABASE_URL })).toEqual(expected);
   });

@@ -1,0 +1,43 @@
+/**
+ * `npm run relay`: the outbox relay as its own deployment (RELAY_ENABLED=false on ingest pods then). Serves only
+ * /healthz, /readyz and /metrics on $PORT; every other path is a 404 problem.
+ */
+import { createDatabase, createOutboxRepository, pingDatabase } from '#lib/db';
+import { AppError } from '#lib/errors';
+import { createKafkaPublisher, createOutboxRelay } from '#lib/events';
+import { problemResponse } from '#lib/http';
+import { createMetrics } from '#lib/observability';
+import { bootstrap, runFunction } from '#lib/runtime';
+
+const { config, logger } = bootstrap(process.env);
+if (config.kafka === undefined) {
+  logger.fatal('KAFKA_BROKERS must be set for the relay');
+  process.exit(78);
+}
+const metrics = createMetrics({ service: config.service, revision: config.revision });
+const db = createDatabase({ ...config.database, poolMax: 2, applicationName: `${config.service}:relay`, logger });
+const outbox = createOutboxRepository(db);
+const publisher = createKafkaPublisher({ config: config.kafka, logger });
+const relay = createOutboxRelay({ store: outbox, publisher, logger, ...config.relay });
+relay.start();
+metrics.dependency('kafka', () => relay.status().brokerReachable);
+metrics.relay(() => ({ published: relay.status().eventsPublished, errors: relay.status().publishErrors }));
+metrics.outbox(() => outbox.backlog());
+
+await runFunction({
+  handler: async (event) =>
+    problemResponse(new AppError('route-not-found', `The relay serves no ${event.rawPath}.`), {
+      requestId: event.requestContext.requestId,
+      instance: event.rawPath,
+    }),
+  logger,
+  functionName: 'relay',
+  ...config.http,
+  metrics: { contentType: metrics.registry.contentType, render: () => metrics.registry.metrics() },
+  readiness: () => pingDatabase(db).then(() => true),
+  close: async () => {
+    await relay.stop(5_000);
+    await publisher.close();
+    await db.destroy();
+  },
+});

@@ -1,0 +1,169 @@
+import { createHash } from 'node:crypto';
+import type { CacheConfig } from '#lib/config';
+import type { Logger } from '#lib/observability';
+import type { CacheLookup, ListPage, PageKey, PageLookup, RecordCache, StoredRecord } from '#lib/records';
+import { type BreakerState, createCircuitBreaker } from './circuit-breaker.ts';
+import type { RedisClient } from './redis-client.ts';
+
+export interface RecordCacheOptions {
+  readonly redis: RedisClient;
+  readonly config: CacheConfig;
+  readonly keyPrefix: string;
+  readonly logger: Logger;
+  readonly onBreakerChange?: (state: BreakerState) => void;
+}
+
+export interface CacheStats {
+  readonly hits: number;
+  readonly misses: number;
+  readonly errorsOrSkips: number;
+  readonly pendingInvalidations: number;
+  readonly breaker: BreakerState;
+}
+
+export interface RedisRecordCache extends RecordCache {
+  stats(): CacheStats;
+  close(): void;
+}
+
+const ABSENT = '-';
+const RETRY_INVALIDATIONS_MS = 500;
+
+/**
+ * Redis cache-aside for records and list pages.
+ *
+ * - By id: the record JSON with a long TTL (records are immutable), or a short-lived absence marker. Every write
+ *   deletes the markers of the ids it created before the client is answered; a delete that cannot reach Redis
+ *   is retried until it succeeds or the marker has expired, so a cached 404 can outlive a write by at most the
+ *   negative TTL even across a Redis outage.
+ * - List pages: stored with the version of their scope (`{src:<source>}` or `{all}`) that was current when the
+ *   query began; writes bump the versions of the sources they touch and of `{all}`, so a page computed before a
+ *   write is never served after it. Version and page share a hash tag, so one MGET reads both in Redis Cluster.
+ * - Everything goes through a circuit breaker: with Redis down, calls are skipped without waiting for timeouts.
+ */
+export function createRecordCache(options: RecordCacheOptions): RedisRecordCache {
+  const { redis, config, keyPrefix, logger } = options;
+  const breaker = createCircuitBreaker({
+    failureThreshold: config.breakerFailureThreshold,
+    resetMs: config.breakerResetMs,
+    onStateChange: (state) => {
+      logger.warn({ breaker: state }, `redis circuit breaker ${state}`);
+      options.onBreakerChange?.(state);
+    },
+  });
+  let hits = 0;
+  let misses = 0;
+  let errorsOrSkips = 0;
+  const SKIPPED = Symbol('skipped');
+  const guarded = async <T>(call: () => Promise<T>): Promise<T | typeof SKIPPED> => {
+    const result = await breaker.run<T | typeof SKIPPED>(call, SKIPPED);
+    if (result === SKIPPED) errorsOrSkips++;
+    return result;
+  };
+
+  const recordKey = (id: string) => `${keyPrefix}rec:${id}`;
+  const scopeOf = (key: PageKey) => (key.filter.source === undefined ? '{all}' : `{src:${key.filter.source}}`);
+  const versionKey = (scope: string) => `${keyPrefix}${scope}:ver`;
+  const pageKey = (key: PageKey) => {
+    const digest = createHash('sha256')
+      .update(
+        JSON.stringify([key.filter.source, key.filter.type, key.filter.from, key.filter.to, key.limit, key.cursor]),
+      )
+      .digest('base64url')
+      .slice(0, 22);
+    return `${keyPrefix}${scopeOf(key)}:page:${digest}`;
+  };
+  const versionTtlMs = Math.max(config.listTtlSeconds * 1000 * 10, 86_400_000);
+
+  // Invalidations that could not reach Redis, retried until done or moot (their entries expired by then).
+  const pending = new Map<string, number>();
+  const invalidationTtlMs = Math.max(config.negativeTtlSeconds, config.listTtlSeconds) * 1000;
+  const applyInvalidation = async (key: string): Promise<void> => {
+    if (key.endsWith(':ver')) {
+      await redis.multi().incr(key).pexpire(key, versionTtlMs).exec();
+    } else {
+      await redis.del(key);
+    }
+  };
+  const retryTimer = setInterval(async () => {
+    if (pending.size === 0) return;
+    const now = Date.now();
+    for (const [key, since] of pending) {
+      if (now - since > invalidationTtlMs) {
+        pending.delete(key);
+        continue;
+      }
+      const done = await guarded(async () => {
+        await applyInvalidation(key);
+        return true;
+      });
+      if (done === true) pending.delete(key);
+    }
+  }, RETRY_INVALIDATIONS_MS);
+  retryTimer.unref();
+
+  return {
+    async getRecord(id): Promise<CacheLookup<StoredRecord>> {
+      const value = await guarded(() => redis.get(recordKey(id)));
+      if (value === SKIPPED || value === null) {
+        misses++;
+        return { kind: 'miss' };
+      }
+      hits++;
+      return value === ABSENT ? { kind: 'absent' } : { kind: 'hit', value: JSON.parse(value) as StoredRecord };
+    },
+
+    async putRecord(record) {
+      await guarded(() => redis.set(recordKey(record.id), JSON.stringify(record), 'EX', config.recordTtlSeconds));
+    },
+
+    async putAbsent(id) {
+      // NX: never overwrite a record that a concurrent reader has just cached.
+      await guarded(() => redis.set(recordKey(id), ABSENT, 'EX', config.negativeTtlSeconds, 'NX'));
+    },
+
+    async getPage(key): Promise<PageLookup> {
+      const values = await guarded(() => redis.mget(versionKey(scopeOf(key)), pageKey(key)));
+      if (values === SKIPPED) {
+        misses++;
+        return { page: undefined, token: undefined };
+      }
+      const [version, stored] = values;
+      const token = version ?? '0';
+      const separator = stored?.indexOf('|') ?? -1;
+      if (stored && separator > 0 && stored.slice(0, separator) === token) {
+        hits++;
+        return { page: JSON.parse(stored.slice(separator + 1)) as ListPage, token };
+      }
+      misses++;
+      return { page: undefined, token };
+    },
+
+    async putPage(key, token, page) {
+      await guarded(() =>
+        redis.set(pageKey(key), `${token}|${JSON.stringify(page)}`, 'PX', config.listTtlSeconds * 1000),
+      );
+    },
+
+    async recordsWritten(records) {
+      const keys = new Set<string>([versionKey('{all}')]);
+      for (const record of records) {
+        keys.add(recordKey(record.id));
+        keys.add(versionKey(`{src:${record.source}}`));
+      }
+      const now = Date.now();
+      await Promise.all(
+        [...keys].map(async (key) => {
+          const done = await guarded(async () => {
+            await applyInvalidation(key);
+            return true;
+          });
+          if (done !== true) pending.set(key, now);
+        }),
+      );
+    },
+
+    stats: () => ({ hits, misses, errorsOrSkips, pendingInvalidations: pending.size, breaker: breaker.state() }),
+    close: () => clearInterval(retryTimer),
+  };
+}

@@ -1,0 +1,39 @@
+/** What the outbox relay needs from storage and from the broker; `lib/db` and the kafkajs publisher implement them. */
+
+/** A committed record as the outbox carries it; timestamps as PostgreSQL UTC text. */
+export interface OutboxRecord {
+  readonly id: string;
+  readonly source: string;
+  readonly type: string;
+  readonly timestamp: string;
+  readonly payload: unknown;
+  readonly received_at: string;
+}
+
+/** One outbox row: every record created by one committed write. */
+export interface OutboxEntry {
+  readonly id: string;
+  readonly records: readonly OutboxRecord[];
+}
+
+export interface OutboxStore {
+  /**
+   * Claims up to `limit` rows no other relay holds, hands them to `publish`, and deletes them only when it
+   * resolves; a rejection releases them untouched. Resolves with the number of rows relayed.
+   */
+  relayBatch(limit: number, publish: (entries: readonly OutboxEntry[]) => Promise<void>): Promise<number>;
+  /** Rows waiting and the age of the oldest, for lag metrics. */
+  backlog(): Promise<{ readonly rows: number; readonly oldestAgeMs: number }>;
+}
+
+export interface EventMessage {
+  readonly key: string;
+  readonly value: string;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+export interface EventPublisher {
+  /** Resolves once the broker acknowledged every message (acks=all). */
+  publish(messages: readonly EventMessage[]): Promise<void>;
+  close(): Promise<void>;
+}
