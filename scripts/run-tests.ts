@@ -12,9 +12,11 @@ const jestArgs = process.argv.slice(3);
 const projects = suite === 'all' ? ['unit', 'integration'] : [suite];
 
 const env: NodeJS.ProcessEnv = { ...process.env };
-let startedServices = false;
+let startedServices: string[] = [];
 if (projects.includes('integration')) {
-  const alreadyUp = spawnSync(process.execPath, ['scripts/services.ts', 'status'], { cwd: ROOT }).status === 0;
+  // Remember what was already running: only what this run starts is stopped afterwards.
+  const status = spawnSync(process.execPath, ['scripts/services.ts', 'status'], { cwd: ROOT, encoding: 'utf8' });
+  const stopped = [...`${status.stdout}`.matchAll(/^(\w+) stopped$/gm)].map((m) => m[1] ?? '');
   const up = spawnSync(process.execPath, ['scripts/services.ts', 'up'], {
     cwd: ROOT,
     encoding: 'utf8',
@@ -25,7 +27,7 @@ if (projects.includes('integration')) {
     const match = /^export (\w+)=(.*)$/.exec(line);
     if (match?.[1] && match[2] !== undefined) env[match[1]] = match[2];
   }
-  startedServices = !alreadyUp;
+  startedServices = stopped;
 }
 
 const jest = spawnSync(
@@ -40,7 +42,7 @@ const jest = spawnSync(
   { cwd: ROOT, env, stdio: 'inherit' },
 );
 
-if (startedServices && !process.env.KEEP_SERVICES) {
-  spawnSync(process.execPath, ['scripts/services.ts', 'down'], { cwd: ROOT, stdio: 'inherit' });
+if (startedServices.length > 0 && !process.env.KEEP_SERVICES) {
+  spawnSync(process.execPath, ['scripts/services.ts', 'down', ...startedServices], { cwd: ROOT, stdio: 'inherit' });
 }
 process.exit(jest.status ?? 1);

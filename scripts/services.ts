@@ -1,171 +1,72 @@
 /**
  * `npm run services:up` / `services:down` / `services:status`: the backing services the tests and benchmarks
- * use, started from this machine's own packages on loopback ports of their own. PostgreSQL comes from Debian's
- * package (installed with apt-get when missing) and runs as the `postgres` user when we are root.
- * Idempotent: `up` leaves running services alone; `down` stops only what `up` started here.
+ * use, started from this machine's own registries on loopback ports of their own (modules in scripts/services/):
+ * - PostgreSQL from Debian's package, 127.0.0.1:54329 (SERVICES_PG_PORT);
+ * - Redis from Debian's `redis-server`, 127.0.0.1:56379 (SERVICES_REDIS_PORT);
+ * - Apache Kafka 4.1 (KRaft, single node) from Maven Central's jars on the machine's Java 17,
+ *   127.0.0.1:59092 (SERVICES_KAFKA_PORT), jars cached in `.cache/kafka/lib`.
+ * Missing Debian packages are installed with apt-get when we are root. State and logs live in `.services/`.
  *
- * Prints the settings as `export NAME=value` lines on stdout (logs go to stderr), so `eval "$(npm run -s services:up)"`
- * configures a shell.
+ * Idempotent: `up` leaves running services alone and waits until each really serves; `down` stops what `up`
+ * started here and waits until its processes are gone; `status` prints one line per service and exits 0 only if
+ * all of them run. Each command takes an optional list of services (default: all), e.g.
+ * `npm run services:down -- redis kafka`.
+ *
+ * `up` prints the settings as `export NAME=value` lines on stdout (logs go to stderr), so
+ * `eval "$(npm run -s services:up)"` configures a shell.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import type { Service, Settings } from './services/common.ts';
+import { log } from './services/common.ts';
+import { kafka } from './services/kafka.ts';
+import { postgres } from './services/postgres.ts';
+import { redis } from './services/redis.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const PG_PORT = Number(process.env.SERVICES_PG_PORT ?? 54329);
-const PG_DATABASES = ['data_service_test', 'data_service'];
-const isRoot = process.getuid?.() === 0;
+const ALL: Service[] = [postgres, redis, kafka];
+const ALIASES: Record<string, string> = { pg: 'postgres', postgresql: 'postgres' };
 
-const log = (message: string) => process.stderr.write(`[services] ${message}\n`);
-
-function run(cmd: string, args: string[], options: { asPostgres?: boolean; allowFail?: boolean } = {}): string {
-  const [file, argv] = options.asPostgres && isRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
-  const result = spawnSync(file, argv, { encoding: 'utf8', cwd: '/' });
-  if (result.status !== 0 && !options.allowFail) {
-    throw new Error(`${cmd} ${args.join(' ')} failed (${result.status}):\n${result.stdout}${result.stderr}`);
-  }
-  return `${result.stdout ?? ''}${result.stderr ?? ''}`;
+function select(names: string[]): Service[] {
+  if (names.length === 0) return ALL;
+  const wanted = new Set(names.map((n) => ALIASES[n.toLowerCase()] ?? n.toLowerCase()));
+  const unknown = [...wanted].filter((n) => !ALL.some((s) => s.name === n));
+  if (unknown.length > 0)
+    throw new Error(`unknown service ${unknown.join(', ')}; use ${ALL.map((s) => s.name).join(', ')}`);
+  return ALL.filter((s) => wanted.has(s.name));
 }
 
-function postgresBin(): string {
-  const base = '/usr/lib/postgresql';
-  const find = () =>
-    existsSync(base)
-      ? readdirSync(base)
-          .filter((v) => existsSync(join(base, v, 'bin', 'pg_ctl')))
-          .sort((a, b) => Number(b) - Number(a))
-      : [];
-  let versions = find();
-  if (versions.length === 0) {
-    if (!isRoot) throw new Error('PostgreSQL is not installed; run: sudo apt-get install -y postgresql');
-    log('installing PostgreSQL from Debian packages…');
-    execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
-    execFileSync('apt-get', ['install', '-y', '-qq', 'postgresql'], {
-      stdio: 'inherit',
-      env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-    });
-    versions = find();
-  }
-  const version = versions[0];
-  if (version === undefined) throw new Error('PostgreSQL installation did not provide pg_ctl');
-  return join(base, version, 'bin');
+/** Runs `task` for every service (concurrently where they wait) and fails, after all have finished, if any did. */
+async function each<T>(services: Service[], task: (s: Service) => Promise<T>): Promise<T[]> {
+  const results = await Promise.allSettled(services.map((s) => task(s)));
+  const failures = results.flatMap((result, i) =>
+    result.status === 'rejected'
+      ? [`${services[i]?.name}: ${result.reason instanceof Error ? result.reason.message : String(result.reason)}`]
+      : [],
+  );
+  if (failures.length > 0) throw new Error(failures.join('\n'));
+  return results.map((result) => (result as PromiseFulfilledResult<T>).value);
 }
 
-/** A data directory the server's user can reach: in the repo when possible, else under /var/tmp. */
-function postgresDataDir(): string {
-  const inRepo = join(ROOT, '.services', 'postgres');
-  if (!isRoot) return inRepo;
-  mkdirSync(join(ROOT, '.services'), { recursive: true });
-  const reachable = spawnSync('runuser', ['-u', 'postgres', '--', 'test', '-x', join(ROOT, '.services')]).status === 0;
-  if (reachable) return inRepo;
-  const id = createHash('sha256').update(ROOT).digest('hex').slice(0, 12);
-  return `/var/tmp/data-service-${id}/postgres`;
-}
-
-function postgresUp(): Record<string, string> {
-  const bin = postgresBin();
-  const dataDir = postgresDataDir();
-  const pgCtl = join(bin, 'pg_ctl');
-  if (!existsSync(join(dataDir, 'PG_VERSION'))) {
-    log(`initialising PostgreSQL in ${dataDir}`);
-    mkdirSync(dataDir, { recursive: true });
-    if (isRoot) {
-      execFileSync('chown', ['-R', 'postgres:postgres', dirname(dataDir)]);
-      chmodSync(dirname(dataDir), 0o755);
-    }
-    run(join(bin, 'initdb'), ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8'], {
-      asPostgres: true,
-    });
-    writeFileSync(
-      join(dataDir, 'postgresql.auto.conf'),
-      [
-        `port = ${PG_PORT}`,
-        "listen_addresses = '127.0.0.1'",
-        `unix_socket_directories = '${dataDir}'`,
-        'max_connections = 200',
-        'shared_buffers = 256MB',
-        "timezone = 'UTC'",
-        '',
-      ].join('\n'),
-    );
-    if (isRoot) execFileSync('chown', ['postgres:postgres', join(dataDir, 'postgresql.auto.conf')]);
-  }
-  if (postgresRunning()) {
-    log(`PostgreSQL already running on 127.0.0.1:${PG_PORT}`);
-  } else {
-    log(`starting PostgreSQL on 127.0.0.1:${PG_PORT}`);
-    run(pgCtl, ['start', '-w', '-t', '60', '-D', dataDir, '-l', join(dataDir, 'server.log')], { asPostgres: true });
-  }
-  const psql = join(bin, 'psql');
-  for (const db of PG_DATABASES) {
-    const exists = run(psql, [
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(PG_PORT),
-      '-U',
-      'postgres',
-      '-tAc',
-      `SELECT 1 FROM pg_database WHERE datname = '${db}'`,
-    ]);
-    if (exists.trim() !== '1')
-      run(psql, ['-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'postgres', '-c', `CREATE DATABASE ${db}`]);
-  }
-  // A real round trip, not just a pid file: the tests start right after this.
-  run(psql, [
-    '-h',
-    '127.0.0.1',
-    '-p',
-    String(PG_PORT),
-    '-U',
-    'postgres',
-    '-d',
-    'data_service_test',
-    '-tAc',
-    'SELECT 1',
-  ]);
-  return {
-    DATABASE_URL: `postgres://postgres@127.0.0.1:${PG_PORT}/data_service_test`,
-    DATABASE_URL_DEV: `postgres://postgres@127.0.0.1:${PG_PORT}/data_service`,
-  };
-}
-
-function postgresRunning(): boolean {
-  if (!existsSync('/usr/lib/postgresql')) return false;
-  const dataDir = postgresDataDir();
-  if (!existsSync(join(dataDir, 'PG_VERSION'))) return false;
-  const pgCtl = join(postgresBin(), 'pg_ctl');
-  return run(pgCtl, ['status', '-D', dataDir], { asPostgres: true, allowFail: true }).includes('server is running');
-}
-
-function postgresDown(): void {
-  const base = '/usr/lib/postgresql';
-  if (!existsSync(base)) return;
-  const bin = postgresBin();
-  const dataDir = postgresDataDir();
-  if (!existsSync(join(dataDir, 'PG_VERSION'))) return;
-  const out = run(join(bin, 'pg_ctl'), ['stop', '-m', 'fast', '-w', '-D', dataDir], {
-    asPostgres: true,
-    allowFail: true,
-  });
-  log(out.includes('server stopped') ? 'PostgreSQL stopped' : 'PostgreSQL was not running');
-}
-
-const command = process.argv[2] ?? 'up';
+const [command = 'up', ...names] = process.argv.slice(2);
 try {
+  const services = select(names);
   if (command === 'up') {
-    const settings = postgresUp();
-    for (const [name, value] of Object.entries(settings)) process.stdout.write(`export ${name}=${value}\n`);
+    const started = Date.now();
+    const settings: Settings[] = await each(services, (s) => s.up());
+    for (const [name, value] of settings.flatMap((s) => Object.entries(s))) {
+      process.stdout.write(`export ${name}=${value}\n`);
+    }
+    log(`up: ${services.map((s) => s.name).join(', ')} serving (${((Date.now() - started) / 1000).toFixed(1)} s)`);
   } else if (command === 'down') {
-    postgresDown();
+    await each(services, (s) => s.down());
   } else if (command === 'status') {
-    process.exit(postgresRunning() ? 0 : 1);
+    const states = await each(services, (s) => s.running());
+    services.forEach((s, i) => {
+      process.stdout.write(`${s.name} ${states[i] ? 'running' : 'stopped'}\n`);
+    });
+    process.exitCode = states.every(Boolean) ? 0 : 1;
   } else {
-    throw new Error(`unknown command ${command}; use up or down`);
+    throw new Error(`unknown command ${command}; use up, down or status [postgres|redis|kafka …]`);
   }
 } catch (error) {
   log(error instanceof Error ? error.message : String(error));
-  process.exit(1);
+  process.exitCode = 1;
 }

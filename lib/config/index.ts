@@ -179,15 +179,15 @@ const envSchema = Joi.object({
   KAFKA_TOPIC_REPLICATION: int(1, 10).default(1),
   KAFKA_SSL: Joi.boolean().truthy('1').falsy('0').default(false),
   KAFKA_SASL_MECHANISM: Joi.string().valid('plain', 'scram-sha-256', 'scram-sha-512'),
-  KAFKA_SASL_USERNAME: Joi.string().when('KAFKA_SASL_MECHANISM', { is: Joi.exist(), then: Joi.required() }),
-  KAFKA_SASL_PASSWORD: Joi.string().when('KAFKA_SASL_MECHANISM', { is: Joi.exist(), then: Joi.required() }),
+  KAFKA_SASL_USERNAME: Joi.string(),
+  KAFKA_SASL_PASSWORD: Joi.string(),
   KAFKA_CONNECTION_TIMEOUT_MS: int(100, 60_000).default(1_000),
   KAFKA_REQUEST_TIMEOUT_MS: int(100, 120_000).default(5_000),
   RELAY_ENABLED: Joi.boolean().truthy('1').falsy('0').default(true),
   RELAY_BATCH_SIZE: int(1, 10_000).default(100),
   RELAY_POLL_INTERVAL_MS: int(5, 60_000).default(100),
   RELAY_MAX_BACKOFF_MS: int(100, 600_000).default(5_000),
-});
+}).with('KAFKA_SASL_MECHANISM', ['KAFKA_SASL_USERNAME', 'KAFKA_SASL_PASSWORD']);
 
 type Env = Readonly<Record<string, string | undefined>>;
 

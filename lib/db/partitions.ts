@@ -1,7 +1,7 @@
 import type { Knex } from 'knex';
 
 const DAY_MS = 86_400_000;
-// One lock for every maintainer: pods start together, and CREATE TABLE ... PARTITION OF is not race-free.
+// One lock for every maintainer: pods start together, and creating a partition is not race-free.
 const MAINTENANCE_LOCK = 4_242_001;
 
 export interface PartitionPlan {
@@ -18,6 +18,7 @@ export interface MaintenanceReport {
   readonly created: string[];
   readonly dropped: string[];
   readonly idempotencyKeysDeleted: number;
+  readonly registryRowsDeleted: number;
   readonly timescale: boolean;
 }
 
@@ -44,64 +45,123 @@ export const partitionName = (dayStartMs: number): string =>
 
 const startOfUtcDay = (ms: number): number => Math.floor(ms / DAY_MS) * DAY_MS;
 
+interface SessionClient {
+  query(sql: string, params?: unknown[]): Promise<{ rows: Array<Record<string, unknown>>; rowCount: number | null }>;
+}
+
+type SessionQuery = (sql: string, params?: unknown[]) => ReturnType<SessionClient['query']>;
+
+const DELETE_BATCH = 10_000;
+
 /**
- * Creates the daily partitions the accepted time window needs (and `aheadDays` more), drops those past
- * retention together with their id-registry rows, and forgets expired idempotency keys. Idempotent and safe to
- * run from every pod at once.
+ * Creates the daily partitions the accepted time window needs (and `aheadDays` more), retires those past
+ * retention together with their id-registry rows, and forgets expired idempotency keys. Idempotent, and safe to
+ * run from every pod at once (a session advisory lock serialises them).
+ *
+ * Written so that it never blocks traffic on `records`: a partition is created as a plain table and then
+ * ATTACHed (SHARE UPDATE EXCLUSIVE on the parent, which neither reads nor inserts wait for), retired with
+ * DETACH … CONCURRENTLY before it is dropped, every statement runs under a lock_timeout, and deletes go in
+ * batches in their own transactions.
  */
 export async function maintainPartitions(db: Knex, plan: PartitionPlan, now = Date.now()): Promise<MaintenanceReport> {
-  return db.transaction(async (trx) => {
-    await trx.raw('SELECT pg_advisory_xact_lock(?)', [MAINTENANCE_LOCK]);
-    const timescale = await isHypertable(trx);
-    const created: string[] = [];
-    const dropped: string[] = [];
-    if (!timescale) {
-      const existing = new Set(await listPartitions(trx));
+  const client = (await db.client.acquireConnection()) as SessionClient;
+  const q: SessionQuery = (sql, params = []) => client.query(sql, params);
+  try {
+    await q(`SET lock_timeout = '10s'`);
+    await q('SELECT pg_advisory_lock($1)', [MAINTENANCE_LOCK]);
+    try {
+      const timescale = await isHypertable(q);
+      const created: string[] = [];
+      const dropped: string[] = [];
+      let idsDeleted = 0;
       const today = startOfUtcDay(now);
-      for (let day = today - (plan.pastDays + 1) * DAY_MS; day <= today + plan.aheadDays * DAY_MS; day += DAY_MS) {
-        const name = partitionName(day);
-        if (existing.has(name)) continue;
-        // DDL takes no bind parameters; the bounds are ISO strings this code generated, never client input.
-        const from = new Date(day).toISOString();
-        const to = new Date(day + DAY_MS).toISOString();
-        await trx.raw(`CREATE TABLE ?? PARTITION OF records FOR VALUES FROM ('${from}') TO ('${to}')`, [name]);
-        created.push(name);
-      }
-      if (plan.retentionDays > 0) {
-        const cutoff = today - plan.retentionDays * DAY_MS;
-        for (const name of existing) {
-          const day = dayOfPartition(name);
-          if (day !== undefined && day + DAY_MS <= cutoff) {
-            await trx.raw('DROP TABLE ??', [name]);
+      const cutoff = today - plan.retentionDays * DAY_MS;
+      if (!timescale) {
+        const existing = new Set(await partitionsOf(q));
+        for (let day = today - (plan.pastDays + 1) * DAY_MS; day <= today + plan.aheadDays * DAY_MS; day += DAY_MS) {
+          const name = partitionName(day);
+          if (existing.has(name)) continue;
+          // DDL takes no bind parameters; names and bounds are generated here, never taken from input.
+          await q(`CREATE TABLE IF NOT EXISTS ${name} (LIKE records INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`);
+          await q(
+            `ALTER TABLE records ATTACH PARTITION ${name} FOR VALUES FROM ('${new Date(day).toISOString()}') TO ('${new Date(day + DAY_MS).toISOString()}')`,
+          );
+          created.push(name);
+        }
+        if (plan.retentionDays > 0) {
+          for (const name of existing) {
+            const day = dayOfPartition(name);
+            if (day === undefined || day + DAY_MS > cutoff) continue;
+            await detach(q, name);
+            await q(`DROP TABLE ${name}`);
             dropped.push(name);
           }
         }
-        if (dropped.length > 0) {
-          await trx.raw('DELETE FROM record_ids WHERE "timestamp" < ?', [new Date(cutoff).toISOString()]);
-        }
+      } else if (plan.retentionDays > 0) {
+        await q(`SELECT drop_chunks('records', older_than => make_interval(days => $1))`, [plan.retentionDays]);
       }
-    } else if (plan.retentionDays > 0) {
-      await trx.raw(`SELECT drop_chunks('records', older_than => make_interval(days => ?))`, [plan.retentionDays]);
-      await trx.raw(`DELETE FROM record_ids WHERE "timestamp" < now() - make_interval(days => ?)`, [
-        plan.retentionDays,
-      ]);
+      if (plan.retentionDays > 0) {
+        idsDeleted = await deleteInBatches(
+          q,
+          `DELETE FROM record_ids WHERE id IN (SELECT id FROM record_ids WHERE "timestamp" < $1 LIMIT ${DELETE_BATCH})`,
+          [new Date(cutoff).toISOString()],
+        );
+      }
+      const keysDeleted = await deleteInBatches(
+        q,
+        `DELETE FROM idempotency_keys WHERE key IN (
+           SELECT key FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) LIMIT ${DELETE_BATCH})`,
+        [plan.idempotencyTtlHours],
+      );
+      return { created, dropped, idempotencyKeysDeleted: keysDeleted, registryRowsDeleted: idsDeleted, timescale };
+    } finally {
+      await q('SELECT pg_advisory_unlock($1)', [MAINTENANCE_LOCK]);
     }
-    const deleted = await trx.raw(`DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => ?)`, [
-      plan.idempotencyTtlHours,
-    ]);
-    return { created, dropped, idempotencyKeysDeleted: deleted.rowCount ?? 0, timescale };
-  });
+  } finally {
+    await q('RESET lock_timeout').catch(() => undefined);
+    await db.client.releaseConnection(client);
+  }
 }
+
+/** DETACH CONCURRENTLY, finishing a detach that an earlier run left pending. */
+async function detach(q: (sql: string) => Promise<unknown>, name: string): Promise<void> {
+  try {
+    await q(`ALTER TABLE records DETACH PARTITION ${name} CONCURRENTLY`);
+  } catch (error) {
+    if (!/pending detach/i.test(String(error))) throw error;
+    await q(`ALTER TABLE records DETACH PARTITION ${name} FINALIZE`);
+  }
+}
+
+async function deleteInBatches(
+  q: (sql: string, params: unknown[]) => Promise<{ rowCount: number | null }>,
+  sql: string,
+  params: unknown[],
+): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const { rowCount } = await q(sql, params);
+    total += rowCount ?? 0;
+    if ((rowCount ?? 0) < DELETE_BATCH) return total;
+  }
+}
+
+const LIST_PARTITIONS_SQL = `
+  SELECT c.relname AS name FROM pg_inherits i
+  JOIN pg_class c ON c.oid = i.inhrelid
+  JOIN pg_class p ON p.oid = i.inhparent
+  WHERE p.relname = 'records' AND p.relnamespace = current_schema()::regnamespace
+  ORDER BY c.relname`;
 
 /** Names of the existing daily partitions of `records`. */
 export async function listPartitions(db: Knex): Promise<string[]> {
-  const result = await db.raw(`
-    SELECT c.relname AS name FROM pg_inherits i
-    JOIN pg_class c ON c.oid = i.inhrelid
-    JOIN pg_class p ON p.oid = i.inhparent
-    WHERE p.relname = 'records' AND p.relnamespace = current_schema()::regnamespace
-    ORDER BY c.relname`);
+  const result = await db.raw(LIST_PARTITIONS_SQL);
   return (result.rows as Array<{ name: string }>).map((row) => row.name);
+}
+
+async function partitionsOf(q: SessionQuery): Promise<string[]> {
+  const { rows } = await q(LIST_PARTITIONS_SQL);
+  return rows.map((row) => String(row.name));
 }
 
 function dayOfPartition(name: string): number | undefined {
@@ -109,13 +169,12 @@ function dayOfPartition(name: string): number | undefined {
   return match ? Date.UTC(Number(match[1]), Number(match[2]) - 1, Number(match[3])) : undefined;
 }
 
-async function isHypertable(db: Knex): Promise<boolean> {
-  const result = await db.raw(`
+async function isHypertable(q: SessionQuery): Promise<boolean> {
+  const { rows } = await q(`
     SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')
        AND EXISTS (SELECT 1 FROM pg_class WHERE relname = 'records' AND relkind = 'r') AS hyper`);
-  return Boolean((result.rows as Array<{ hyper: boolean }>)[0]?.hyper);
+  return Boolean(rows[0]?.hyper);
 }
-
 /**
  * Runs `maintainPartitions` now and then every `intervalMs` in the background. A failure is logged and retried
  * after `retryMs`: a database that is down when the function starts must not leave it without partitions for an

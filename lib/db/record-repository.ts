@@ -62,10 +62,11 @@ const INSERT_SQL = `
   )
   SELECT id FROM inserted`;
 
-// The registry yields the row's timestamp, so the record lookup prunes to one partition at executor start.
-const FIND_BY_ID_SQL = `
-  SELECT ${RECORD_COLUMNS} FROM records r
-  WHERE r.id = ? AND r."timestamp" = (SELECT "timestamp" FROM record_ids WHERE id = ?)`;
+// By id in two steps: the registry gives the row's timestamp, then the record is read from exactly one partition.
+// A single statement would be planned (and lock) against every partition, which grows with retention.
+// The timestamp travels as text: a JS Date would drop its microseconds and miss the row.
+const TIMESTAMP_OF_ID_SQL = 'SELECT "timestamp"::text AS at FROM record_ids WHERE id = ?';
+const FIND_BY_ID_SQL = `SELECT ${RECORD_COLUMNS} FROM records r WHERE r."timestamp" = ?::timestamptz AND r.id = ?`;
 
 /** PostgreSQL implementation of the domain's `RecordStore`. */
 export function createRecordRepository({
@@ -134,7 +135,10 @@ export function createRecordRepository({
 
     findById: (id) =>
       guardDatabase(async () => {
-        const result = await readDb.raw(FIND_BY_ID_SQL, [id, id]);
+        const registered = await readDb.raw(TIMESTAMP_OF_ID_SQL, [id]);
+        const at = (registered.rows as Array<{ at: string }>)[0]?.at;
+        if (at === undefined) return undefined;
+        const result = await readDb.raw(FIND_BY_ID_SQL, [at, id]);
         const row = (result.rows as RecordRow[])[0];
         return row === undefined ? undefined : toStoredRecord(row);
       }),

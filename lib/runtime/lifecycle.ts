@@ -35,8 +35,10 @@ export async function runFunction(options: RunFunctionOptions): Promise<RunningF
   const shutdown = (reason: string): Promise<number> => {
     stopping ??= (async () => {
       const started = Date.now();
+      // Log only once the listener is closed, so that the line means "no longer accepting".
+      const drained = runtime.drain(options.drainTimeoutMs);
       logger.info({ reason, in_flight: runtime.inFlight() }, 'draining');
-      const { completed, abandoned } = await runtime.drain(options.drainTimeoutMs);
+      const { completed, abandoned } = await drained;
       let code = completed ? 0 : 1;
       try {
         await options.close();
