@@ -18,6 +18,13 @@ export function bootstrap(env: Readonly<Record<string, string | undefined>>): {
     process.exit(78); // EX_CONFIG
   }
   const logger = createLogger({ level: config.logLevel, service: config.service, revision: config.revision });
+  // Process warnings become log lines instead of free text on stderr. kafkajs 2.2.4 schedules a negative timeout
+  // on every connection under Node 24 (tulios/kafkajs#1751, harmless): that one is kept at debug.
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => {
+    if (warning.name === 'TimeoutNegativeWarning') logger.debug({ err: warning }, 'process warning');
+    else logger.warn({ err: warning }, 'process warning');
+  });
   process.on('unhandledRejection', (reason) => {
     logger.fatal({ err: reason }, 'unhandled rejection');
     process.exit(1);
