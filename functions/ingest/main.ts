@@ -11,7 +11,7 @@ import {
 import { createKafkaPublisher, createOutboxRelay } from '#lib/events';
 import { buildOpenApiDocument } from '#lib/http';
 import { createMetrics } from '#lib/observability';
-import { createIngestService, createRecordValidator } from '#lib/records';
+import { createGroupCommitStore, createIngestService, createRecordValidator } from '#lib/records';
 import { bootstrap, runFunction } from '#lib/runtime';
 import { createIngestHandler } from './handler.ts';
 
@@ -50,13 +50,17 @@ if (relay) {
 }
 metrics.outbox(() => outbox.backlog());
 
+const repository = createRecordRepository({
+  db,
+  idempotencyTtlHours: config.storage.idempotencyTtlHours,
+  onCommitted: () => relay?.nudge(),
+});
+// Concurrent requests share one INSERT, one outbox row and one commit per batch.
+const store = config.groupCommit.enabled ? createGroupCommitStore(repository, config.groupCommit) : repository;
+
 const handler = createIngestHandler({
   ingest: createIngestService({
-    store: createRecordRepository({
-      db,
-      idempotencyTtlHours: config.storage.idempotencyTtlHours,
-      onCommitted: () => relay?.nudge(),
-    }),
+    store,
     validator: createRecordValidator(config.records),
     ...(cache && { cache }),
   }),

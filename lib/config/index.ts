@@ -91,6 +91,14 @@ export interface RelayConfig {
   readonly maxBackoffMs: number;
 }
 
+export interface GroupCommitConfig {
+  readonly enabled: boolean;
+  readonly maxBatchRecords: number;
+  readonly windowMs: number;
+  readonly concurrency: number;
+  readonly maxQueuedRecords: number;
+}
+
 export interface ServiceConfig {
   readonly service: string;
   readonly revision: string;
@@ -106,6 +114,7 @@ export interface ServiceConfig {
   /** Undefined without KAFKA_BROKERS: events wait in the outbox until a relay with Kafka runs. */
   readonly kafka: KafkaConfig | undefined;
   readonly relay: RelayConfig;
+  readonly groupCommit: GroupCommitConfig;
 }
 
 /** Thrown with every invalid variable named, so one failed start shows everything to fix. */
@@ -187,6 +196,11 @@ const envSchema = Joi.object({
   RELAY_BATCH_SIZE: int(1, 10_000).default(100),
   RELAY_POLL_INTERVAL_MS: int(5, 60_000).default(100),
   RELAY_MAX_BACKOFF_MS: int(100, 600_000).default(5_000),
+  GROUP_COMMIT_ENABLED: Joi.boolean().truthy('1').falsy('0').default(true),
+  GROUP_COMMIT_MAX_RECORDS: int(1, 100_000).default(1_000),
+  GROUP_COMMIT_WINDOW_MS: int(0, 1_000).default(1),
+  GROUP_COMMIT_CONCURRENCY: int(1, 100).default(2),
+  GROUP_COMMIT_MAX_QUEUED_RECORDS: int(1, 10_000_000).default(20_000),
 }).with('KAFKA_SASL_MECHANISM', ['KAFKA_SASL_USERNAME', 'KAFKA_SASL_PASSWORD']);
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -242,6 +256,11 @@ interface ParsedEnv {
   RELAY_BATCH_SIZE: number;
   RELAY_POLL_INTERVAL_MS: number;
   RELAY_MAX_BACKOFF_MS: number;
+  GROUP_COMMIT_ENABLED: boolean;
+  GROUP_COMMIT_MAX_RECORDS: number;
+  GROUP_COMMIT_WINDOW_MS: number;
+  GROUP_COMMIT_CONCURRENCY: number;
+  GROUP_COMMIT_MAX_QUEUED_RECORDS: number;
 }
 
 /** Parses and validates the environment; throws a `ConfigError` naming every bad variable. */
@@ -342,6 +361,13 @@ export function loadConfig(env: Env): ServiceConfig {
       batchSize: e.RELAY_BATCH_SIZE,
       pollIntervalMs: e.RELAY_POLL_INTERVAL_MS,
       maxBackoffMs: e.RELAY_MAX_BACKOFF_MS,
+    },
+    groupCommit: {
+      enabled: e.GROUP_COMMIT_ENABLED,
+      maxBatchRecords: e.GROUP_COMMIT_MAX_RECORDS,
+      windowMs: e.GROUP_COMMIT_WINDOW_MS,
+      concurrency: e.GROUP_COMMIT_CONCURRENCY,
+      maxQueuedRecords: e.GROUP_COMMIT_MAX_QUEUED_RECORDS,
     },
   });
 }

@@ -1,4 +1,5 @@
 export { type CursorCodec, createCursorCodec } from './cursor.ts';
+export { createGroupCommitStore, type GroupCommitOptions, type GroupCommitStats } from './group-commit.ts';
 export { isUuid, uuidv7 } from './ids.ts';
 export { createIngestService, type IngestRequest, type IngestService } from './ingest-service.ts';
 export type {
