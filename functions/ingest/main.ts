@@ -6,6 +6,7 @@ import {
   createRecordRepository,
   partitionPlanFrom,
   pingDatabase,
+  poolStats,
   schedulePartitionMaintenance,
 } from '#lib/db';
 import { createKafkaPublisher, createOutboxRelay } from '#lib/events';
@@ -39,6 +40,7 @@ if (config.kafka === undefined) {
 relay?.start();
 
 let postgresUp = true;
+metrics.pool('primary', () => poolStats(db));
 metrics.dependency('postgres', () => postgresUp);
 if (redis && cache) {
   metrics.dependency('redis', () => redis.status === 'ready' && cache.stats().breaker !== 'open');
@@ -56,7 +58,9 @@ const repository = createRecordRepository({
   onCommitted: () => relay?.nudge(),
 });
 // Concurrent requests share one INSERT, one outbox row and one commit per batch.
-const store = config.groupCommit.enabled ? createGroupCommitStore(repository, config.groupCommit) : repository;
+const store = config.groupCommit.enabled
+  ? createGroupCommitStore(repository, config.groupCommit, metrics.observeBatch)
+  : repository;
 
 const handler = createIngestHandler({
   ingest: createIngestService({
@@ -75,6 +79,7 @@ await runFunction({
   functionName: 'ingest',
   ...config.http,
   metrics: { contentType: metrics.registry.contentType, render: () => metrics.registry.metrics() },
+  observe: metrics.observeRequest,
   // Only PostgreSQL decides readiness: without Redis or Kafka the function still accepts writes (degraded).
   readiness: () =>
     pingDatabase(db).then(

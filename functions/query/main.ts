@@ -1,6 +1,6 @@
 /** Process entry of the query function: wires PostgreSQL (and an optional read replica) and Redis into the handler. */
 import { createRecordCache, createRedisClient } from '#lib/cache';
-import { createDatabase, createRecordRepository, pingDatabase } from '#lib/db';
+import { createDatabase, createRecordRepository, pingDatabase, poolStats } from '#lib/db';
 import { buildOpenApiDocument } from '#lib/http';
 import { createMetrics } from '#lib/observability';
 import { createCursorCodec, createQueryService } from '#lib/records';
@@ -26,6 +26,8 @@ const cache =
   redis && createRecordCache({ redis, config: config.cache, keyPrefix: config.redis?.keyPrefix ?? '', logger });
 
 let postgresUp = true;
+metrics.pool('primary', () => poolStats(db));
+if (readDb !== db) metrics.pool('replica', () => poolStats(readDb));
 metrics.dependency('postgres', () => postgresUp);
 if (redis && cache) {
   metrics.dependency('redis', () => redis.status === 'ready' && cache.stats().breaker !== 'open');
@@ -48,6 +50,7 @@ await runFunction({
   functionName: 'query',
   ...config.http,
   metrics: { contentType: metrics.registry.contentType, render: () => metrics.registry.metrics() },
+  observe: metrics.observeRequest,
   // Only PostgreSQL decides readiness: without Redis the function answers from PostgreSQL (degraded).
   readiness: () =>
     pingDatabase(readDb).then(

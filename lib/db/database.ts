@@ -44,3 +44,17 @@ export async function pingDatabase(db: Database): Promise<void> {
 export function databaseNameOf(url: string): string {
   return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
 }
+
+/** Pool occupancy of a knex instance, for saturation metrics. */
+export function poolStats(db: Database): { used: number; free: number; pending: number; max: number } {
+  const pool = (db.client as { pool?: TarnPool }).pool;
+  if (pool === undefined) return { used: 0, free: 0, pending: 0, max: 0 };
+  return { used: pool.numUsed(), free: pool.numFree(), pending: pool.numPendingAcquires(), max: pool.max };
+}
+
+interface TarnPool {
+  numUsed(): number;
+  numFree(): number;
+  numPendingAcquires(): number;
+  readonly max: number;
+}

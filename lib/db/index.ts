@@ -1,4 +1,11 @@
-export { createDatabase, type Database, type DatabaseOptions, databaseNameOf, pingDatabase } from './database.ts';
+export {
+  createDatabase,
+  type Database,
+  type DatabaseOptions,
+  databaseNameOf,
+  pingDatabase,
+  poolStats,
+} from './database.ts';
 export { guardDatabase, toDatabaseError } from './errors.ts';
 export { migrateToLatest, rollbackAll } from './migrator.ts';
 export { createOutboxRepository } from './outbox-repository.ts';

@@ -38,7 +38,12 @@ export function createRouter(routes: readonly Route[], apiMethods: Readonly<Reco
     for (const candidate of compiled) {
       if (candidate.method !== wanted) continue;
       const match = candidate.pattern.exec(path);
-      if (match) return candidate.handler(event, extractParams(candidate, match), context);
+      if (match) {
+        // As API Gateway does: the matched template, so logs and metrics name routes, never raw paths.
+        event.routeKey = `${candidate.method} ${candidate.path}`;
+        event.requestContext.routeKey = event.routeKey;
+        return candidate.handler(event, extractParams(candidate, match), context);
+      }
     }
     const template = [...templates].find(([, pattern]) => pattern.test(path))?.[0];
     if (template === undefined) {

@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 export interface Metrics {
   readonly registry: Registry;
@@ -9,7 +9,16 @@ export interface Metrics {
   /** Registers the outbox backlog, read (and cached) at scrape time. */
   outbox(read: () => Promise<{ rows: number; oldestAgeMs: number }>): void;
   relay(read: () => { published: number; errors: number }): void;
+  /** Records one finished HTTP request (route is a template: bounded cardinality). */
+  observeRequest(sample: { route: string; method: string; status: number; durationSeconds: number }): void;
+  /** Registers a connection pool read at scrape time. */
+  pool(name: string, read: () => { used: number; free: number; pending: number; max: number }): void;
+  /** Records one group-commit batch. */
+  observeBatch(records: number, waitedMs: number): void;
 }
+
+// Fine around the 500 ms SLO (0.25–1 s), and down to the few milliseconds a cached read takes.
+const LATENCY_BUCKETS = [0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 10];
 
 const PREFIX = 'data_service_';
 
@@ -33,8 +42,56 @@ export function createMetrics(labels: { service: string; revision: string }): Me
     },
   });
 
+  const requestDuration = new Histogram({
+    name: `${PREFIX}http_request_duration_seconds`,
+    help: 'Time from request received to response finished, by route template, method and status.',
+    labelNames: ['route', 'method', 'status'],
+    buckets: LATENCY_BUCKETS,
+    registers: [registry],
+  });
+  const batchSize = new Histogram({
+    name: `${PREFIX}group_commit_batch_records`,
+    help: 'Records per group-commit batch (one INSERT and one commit).',
+    buckets: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000],
+    registers: [registry],
+  });
+  const batchWait = new Histogram({
+    name: `${PREFIX}group_commit_wait_seconds`,
+    help: 'How long the oldest request of a batch waited before its batch started.',
+    buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+    registers: [registry],
+  });
+  const pools = new Map<string, () => { used: number; free: number; pending: number; max: number }>();
+  const poolGauge = (
+    name: string,
+    help: string,
+    pick: (p: { used: number; free: number; pending: number; max: number }) => number,
+  ) =>
+    new Gauge({
+      name: `${PREFIX}db_pool_${name}`,
+      help,
+      labelNames: ['pool'],
+      registers: [registry],
+      collect() {
+        for (const [pool, read] of pools) this.set({ pool }, pick(read()));
+      },
+    });
+  poolGauge('connections_in_use', 'Pooled database connections checked out.', (p) => p.used);
+  poolGauge('connections_idle', 'Pooled database connections open and idle.', (p) => p.free);
+  poolGauge('waiting_requests', 'Requests waiting for a pooled connection (saturation).', (p) => p.pending);
+  poolGauge('connections_max', 'Pool size limit.', (p) => p.max);
+
   return {
     registry,
+    observeRequest: ({ route, method, status, durationSeconds }) =>
+      requestDuration.observe({ route, method, status: String(status) }, durationSeconds),
+    pool: (name, read) => {
+      pools.set(name, read);
+    },
+    observeBatch: (records, waitedMs) => {
+      batchSize.observe(records);
+      batchWait.observe(waitedMs / 1000);
+    },
     dependency: (name, isUp) => {
       dependencies.set(name, isUp);
     },

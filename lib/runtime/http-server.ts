@@ -27,8 +27,18 @@ export interface RuntimeServerOptions {
   readonly requestTimeoutMs: number;
   /** Resolves true when dependencies needed to serve are reachable (PostgreSQL). */
   readonly readiness?: () => Promise<boolean>;
+  /** Called once per finished request (metrics); `route` is a template, never a raw path. */
+  readonly observe?: (sample: RequestSample) => void;
   /** Serves `GET /metrics` (Prometheus text) when given. */
   readonly metrics?: { readonly contentType: string; render(): Promise<string> };
+}
+
+export interface RequestSample {
+  readonly route: string;
+  readonly method: string;
+  readonly status: number;
+  readonly durationSeconds: number;
+  readonly bytes: number;
 }
 
 export interface RuntimeServer {
@@ -56,22 +66,32 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
     (req, res) => {
       inFlight++;
       const started = performance.now();
+      const served = { route: 'unmatched' };
       res.on('close', () => {
         inFlight--;
+        const seconds = (performance.now() - started) / 1000;
+        const bytes = Number(res.getHeader('content-length') ?? 0);
+        options.observe?.({
+          route: served.route,
+          method: req.method ?? 'GET',
+          status: res.statusCode,
+          durationSeconds: seconds,
+          bytes,
+        });
         logger.info(
           {
             request_id: res.getHeader('x-request-id'),
             method: req.method,
-            path: (req.url ?? '').split('?')[0],
+            route: served.route,
             status: res.statusCode,
-            duration_ms: Math.round((performance.now() - started) * 1000) / 1000,
-            bytes: Number(res.getHeader('content-length') ?? 0),
+            duration_ms: Math.round(seconds * 1_000_000) / 1000,
+            bytes,
           },
           'request',
         );
         if (inFlight === 0) onIdle?.();
       });
-      serve(req, res).catch((error: unknown) => {
+      serve(req, res, served).catch((error: unknown) => {
         logger.error({ err: error }, 'runtime failed to serve a request');
         if (!res.headersSent) send(res, problemResponse(error), false);
         else res.destroy();
@@ -106,7 +126,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
     return isReady;
   }
 
-  async function serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  async function serve(req: IncomingMessage, res: ServerResponse, served: { route: string }): Promise<void> {
     const method = (req.method ?? 'GET').toUpperCase();
     const url = req.url ?? '/';
     const queryAt = url.indexOf('?');
@@ -114,6 +134,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
     const rawQuery = queryAt === -1 ? '' : url.slice(queryAt + 1);
     const isHead = method === 'HEAD';
 
+    if (path === '/healthz' || path === '/readyz' || path === '/metrics') served.route = path;
     if (path === '/healthz') return send(res, probe(200, 'ok'), isHead);
     if (path === '/metrics' && options.metrics) {
       const text = await options.metrics.render();
@@ -145,6 +166,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
     }
     const event = toEvent(req, method, path, rawQuery, body, requestId);
     const response = await handler(event, lambdaContext(requestId, options.functionName, options.requestTimeoutMs));
+    if (event.routeKey !== '$default') served.route = event.routeKey;
     send(res, response, isHead);
   }
 
