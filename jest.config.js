@@ -1,7 +1,8 @@
 /**
  * Jest runs the TypeScript sources as native ESM transformed by SWC (types are checked by `tsc`, not here).
  * `unit` needs nothing running; `integration` needs the services from `npm run services:up` (scripts/run-tests.ts
- * starts them) and migrates the test database once per run.
+ * starts them) and migrates the test database once per run. `fault` stops and starts those shared services, so
+ * scripts/run-tests.ts runs it on its own, after the other projects, with --runInBand.
  */
 const transform = {
   '^.+\\.ts$': ['@swc/jest', { jsc: { parser: { syntax: 'typescript' }, target: 'es2024' }, module: { type: 'es6' } }],
@@ -17,6 +18,13 @@ export default {
       testMatch: ['<rootDir>/test/integration/**/*.test.ts'],
       globalSetup: '<rootDir>/test/support/global-setup.ts',
       slowTestThreshold: 20,
+    },
+    {
+      ...common,
+      displayName: 'fault',
+      testMatch: ['<rootDir>/test/fault/**/*.test.ts'],
+      globalSetup: '<rootDir>/test/support/global-setup.ts',
+      slowTestThreshold: 120,
     },
   ],
 };

@@ -1,19 +1,34 @@
 /**
  * The test entry behind `npm test`: brings the backing services up (once per run; left running if they already
  * were), runs jest with their settings, and brings down what it started. `unit` needs no services.
+ *
+ * `node scripts/run-tests.ts [unit|integration|fault|all] [jest args…]`. The `fault` project stops and starts the
+ * shared services, so it never runs beside other tests: `all` runs `unit` and `integration` first, then `fault` in
+ * a second jest invocation with --runInBand. Every part runs; the exit status is non-zero if any part failed.
  */
 import { spawnSync } from 'node:child_process';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const SUITES = ['unit', 'integration', 'fault', 'all'];
 const suite = process.argv[2] ?? 'all';
+if (!SUITES.includes(suite)) {
+  process.stderr.write(`unknown suite ${suite}; use ${SUITES.join(', ')}\n`);
+  process.exit(2);
+}
 const jestArgs = process.argv.slice(3);
-const projects = suite === 'all' ? ['unit', 'integration'] : [suite];
+
+/** Jest invocations, in order: projects run together, then (serially) the fault project. */
+const parts: Array<{ projects: string[]; serial: boolean }> = [];
+if (suite === 'all') parts.push({ projects: ['unit', 'integration'], serial: false });
+else if (suite !== 'fault') parts.push({ projects: [suite], serial: false });
+if (suite === 'all' || suite === 'fault') parts.push({ projects: ['fault'], serial: true });
+const needsServices = parts.some((part) => part.projects.some((p) => p !== 'unit'));
 
 const env: NodeJS.ProcessEnv = { ...process.env };
 let startedServices: string[] = [];
-if (projects.includes('integration')) {
+if (needsServices) {
   // Remember what was already running: only what this run starts is stopped afterwards.
   const status = spawnSync(process.execPath, ['scripts/services.ts', 'status'], { cwd: ROOT, encoding: 'utf8' });
   const stopped = [...`${status.stdout}`.matchAll(/^(\w+) stopped$/gm)].map((m) => m[1] ?? '');
@@ -30,19 +45,32 @@ if (projects.includes('integration')) {
   startedServices = stopped;
 }
 
-const jest = spawnSync(
-  process.execPath,
-  [
-    '--experimental-vm-modules',
-    '--disable-warning=ExperimentalWarning',
-    'node_modules/jest/bin/jest.js',
-    ...projects.flatMap((p) => ['--selectProjects', p]),
-    ...jestArgs,
-  ],
-  { cwd: ROOT, env, stdio: 'inherit' },
-);
+let exitCode = 0;
+for (const part of parts) {
+  const jest = spawnSync(
+    process.execPath,
+    [
+      '--experimental-vm-modules',
+      '--disable-warning=ExperimentalWarning',
+      // kafkajs's retrier sets negative timers (tulios/kafkajs#1751): harmless, and noise in the test output.
+      '--disable-warning=TimeoutNegativeWarning',
+      'node_modules/jest/bin/jest.js',
+      ...part.projects.flatMap((p) => ['--selectProjects', p]),
+      ...(part.serial ? ['--runInBand'] : []),
+      // A path or name filter given to `all` usually selects tests of one part only; the others must not fail.
+      ...(parts.length > 1 && jestArgs.length > 0 ? ['--passWithNoTests'] : []),
+      ...jestArgs,
+    ],
+    { cwd: ROOT, env, stdio: 'inherit' },
+  );
+  const status = jest.status ?? 1;
+  if (status !== 0) {
+    process.stderr.write(`jest (${part.projects.join(', ')}) failed with exit status ${status}\n`);
+    if (exitCode === 0) exitCode = status;
+  }
+}
 
 if (startedServices.length > 0 && !process.env.KEEP_SERVICES) {
   spawnSync(process.execPath, ['scripts/services.ts', 'down', ...startedServices], { cwd: ROOT, stdio: 'inherit' });
 }
-process.exit(jest.status ?? 1);
+process.exit(exitCode);

@@ -14,7 +14,7 @@ import {
   problemErrors,
   requestId,
 } from '#lib/http';
-import type { Logger } from '#lib/observability';
+import { currentTraceparent, type Logger } from '#lib/observability';
 import type { IngestService } from '#lib/records';
 
 export interface IngestHandlerDeps {
@@ -43,9 +43,11 @@ export function createIngestHandler({ ingest, logger, openApi, bodyLimitBytes }:
             });
           }
           const fingerprint = createHash('sha256').update(body.raw).digest('base64url');
+          const traceContext = currentTraceparent();
           const result = await ingest.ingest({
             body: body.value,
             ...(key !== undefined && { idempotency: { key, fingerprint } }),
+            ...(traceContext !== undefined && { traceContext }),
           });
           const only = result.records.length === 1 ? result.records[0] : undefined;
           return jsonResponse(201, result, only ? { location: `/data/${only.id}` } : {});

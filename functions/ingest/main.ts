@@ -16,7 +16,7 @@ import { createGroupCommitStore, createIngestService, createRecordValidator } fr
 import { bootstrap, runFunction } from '#lib/runtime';
 import { createIngestHandler } from './handler.ts';
 
-const { config, logger } = bootstrap(process.env);
+const { config, logger, tracing } = bootstrap(process.env);
 const metrics = createMetrics({ service: config.service, revision: config.revision });
 
 const db = createDatabase({ ...config.database, applicationName: `${config.service}:ingest`, logger });
@@ -93,5 +93,6 @@ await runFunction({
     cache?.close();
     redis?.disconnect();
     await db.destroy();
+    await tracing.shutdown();
   },
 });

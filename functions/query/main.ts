@@ -7,7 +7,7 @@ import { createCursorCodec, createQueryService } from '#lib/records';
 import { bootstrap, runFunction } from '#lib/runtime';
 import { createQueryHandler } from './handler.ts';
 
-const { config, logger } = bootstrap(process.env);
+const { config, logger, tracing } = bootstrap(process.env);
 const metrics = createMetrics({ service: config.service, revision: config.revision });
 
 const db = createDatabase({ ...config.database, applicationName: `${config.service}:query`, logger });
@@ -61,5 +61,6 @@ await runFunction({
     cache?.close();
     redis?.disconnect();
     await Promise.all([db.destroy(), readDb === db ? undefined : readDb.destroy()]);
+    await tracing.shutdown();
   },
 });

@@ -9,7 +9,7 @@ import { problemResponse } from '#lib/http';
 import { createMetrics } from '#lib/observability';
 import { bootstrap, runFunction } from '#lib/runtime';
 
-const { config, logger } = bootstrap(process.env);
+const { config, logger, tracing } = bootstrap(process.env);
 if (config.kafka === undefined) {
   logger.fatal('KAFKA_BROKERS must be set for the relay');
   process.exit(78);
@@ -39,5 +39,6 @@ await runFunction({
     await relay.stop(5_000);
     await publisher.close();
     await db.destroy();
+    await tracing.shutdown();
   },
 });

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { CacheConfig } from '#lib/config';
-import type { Logger } from '#lib/observability';
+import { type Logger, SpanKind, withSpan } from '#lib/observability';
 import type { CacheLookup, ListPage, PageKey, PageLookup, RecordCache, StoredRecord } from '#lib/records';
 import { type BreakerState, createCircuitBreaker } from './circuit-breaker.ts';
 import type { RedisClient } from './redis-client.ts';
@@ -55,8 +55,15 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
   let misses = 0;
   let errorsOrSkips = 0;
   const SKIPPED = Symbol('skipped');
-  const guarded = async <T>(call: () => Promise<T>): Promise<T | typeof SKIPPED> => {
-    const result = await breaker.run<T | typeof SKIPPED>(call, SKIPPED);
+  const guarded = async <T>(operation: string, call: () => Promise<T>): Promise<T | typeof SKIPPED> => {
+    const traced = () =>
+      withSpan(
+        `redis ${operation}`,
+        { 'db.system.name': 'redis', 'db.operation.name': operation },
+        SpanKind.CLIENT,
+        call,
+      );
+    const result = await breaker.run<T | typeof SKIPPED>(traced, SKIPPED);
     if (result === SKIPPED) errorsOrSkips++;
     return result;
   };
@@ -93,7 +100,7 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
         pending.delete(key);
         continue;
       }
-      const done = await guarded(async () => {
+      const done = await guarded('invalidate', async () => {
         await applyInvalidation(key);
         return true;
       });
@@ -104,7 +111,7 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
 
   return {
     async getRecord(id): Promise<CacheLookup<StoredRecord>> {
-      const value = await guarded(() => redis.get(recordKey(id)));
+      const value = await guarded('GET', () => redis.get(recordKey(id)));
       if (value === SKIPPED || value === null) {
         misses++;
         return { kind: 'miss' };
@@ -114,16 +121,18 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
     },
 
     async putRecord(record) {
-      await guarded(() => redis.set(recordKey(record.id), JSON.stringify(record), 'EX', config.recordTtlSeconds));
+      await guarded('SET', () =>
+        redis.set(recordKey(record.id), JSON.stringify(record), 'EX', config.recordTtlSeconds),
+      );
     },
 
     async putAbsent(id) {
       // NX: never overwrite a record that a concurrent reader has just cached.
-      await guarded(() => redis.set(recordKey(id), ABSENT, 'EX', config.negativeTtlSeconds, 'NX'));
+      await guarded('SET', () => redis.set(recordKey(id), ABSENT, 'EX', config.negativeTtlSeconds, 'NX'));
     },
 
     async getPage(key): Promise<PageLookup> {
-      const values = await guarded(() => redis.mget(versionKey(scopeOf(key)), pageKey(key)));
+      const values = await guarded('MGET', () => redis.mget(versionKey(scopeOf(key)), pageKey(key)));
       if (values === SKIPPED) {
         misses++;
         return { page: undefined, token: undefined };
@@ -140,7 +149,7 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
     },
 
     async putPage(key, token, page) {
-      await guarded(() =>
+      await guarded('SET', () =>
         redis.set(pageKey(key), `${token}|${JSON.stringify(page)}`, 'PX', config.listTtlSeconds * 1000),
       );
     },
@@ -154,7 +163,7 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
       const now = Date.now();
       await Promise.all(
         [...keys].map(async (key) => {
-          const done = await guarded(async () => {
+          const done = await guarded('invalidate', async () => {
             await applyInvalidation(key);
             return true;
           });

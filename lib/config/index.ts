@@ -99,6 +99,13 @@ export interface GroupCommitConfig {
   readonly maxQueuedRecords: number;
 }
 
+export interface TracingConfig {
+  /** OTLP/HTTP endpoint; undefined turns tracing off (no spans, no cost). */
+  readonly otlpEndpoint: string | undefined;
+  /** Share of traces started here that are sampled; callers' sampled flags are honoured (parent-based). */
+  readonly sampleRatio: number;
+}
+
 export interface ServiceConfig {
   readonly service: string;
   readonly revision: string;
@@ -115,6 +122,7 @@ export interface ServiceConfig {
   readonly kafka: KafkaConfig | undefined;
   readonly relay: RelayConfig;
   readonly groupCommit: GroupCommitConfig;
+  readonly tracing: TracingConfig;
 }
 
 /** Thrown with every invalid variable named, so one failed start shows everything to fix. */
@@ -196,6 +204,9 @@ const envSchema = Joi.object({
   RELAY_BATCH_SIZE: int(1, 10_000).default(100),
   RELAY_POLL_INTERVAL_MS: int(5, 60_000).default(100),
   RELAY_MAX_BACKOFF_MS: int(100, 600_000).default(5_000),
+  OTEL_EXPORTER_OTLP_ENDPOINT: Joi.string().uri({ scheme: ['http', 'https'] }),
+  OTEL_TRACES_SAMPLER_ARG: Joi.number().min(0).max(1).default(0.01),
+  OTEL_SDK_DISABLED: Joi.boolean().truthy('1').falsy('0').default(false),
   GROUP_COMMIT_ENABLED: Joi.boolean().truthy('1').falsy('0').default(true),
   GROUP_COMMIT_MAX_RECORDS: int(1, 100_000).default(1_000),
   GROUP_COMMIT_WINDOW_MS: int(0, 1_000).default(1),
@@ -256,6 +267,9 @@ interface ParsedEnv {
   RELAY_BATCH_SIZE: number;
   RELAY_POLL_INTERVAL_MS: number;
   RELAY_MAX_BACKOFF_MS: number;
+  OTEL_EXPORTER_OTLP_ENDPOINT?: string;
+  OTEL_TRACES_SAMPLER_ARG: number;
+  OTEL_SDK_DISABLED: boolean;
   GROUP_COMMIT_ENABLED: boolean;
   GROUP_COMMIT_MAX_RECORDS: number;
   GROUP_COMMIT_WINDOW_MS: number;
@@ -368,6 +382,10 @@ export function loadConfig(env: Env): ServiceConfig {
       windowMs: e.GROUP_COMMIT_WINDOW_MS,
       concurrency: e.GROUP_COMMIT_CONCURRENCY,
       maxQueuedRecords: e.GROUP_COMMIT_MAX_QUEUED_RECORDS,
+    },
+    tracing: {
+      otlpEndpoint: e.OTEL_SDK_DISABLED ? undefined : e.OTEL_EXPORTER_OTLP_ENDPOINT,
+      sampleRatio: e.OTEL_TRACES_SAMPLER_ARG,
     },
   });
 }

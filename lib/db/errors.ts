@@ -1,4 +1,5 @@
 import { DependencyUnavailableError, isAppError } from '#lib/errors';
+import { SpanKind, withSpan } from '#lib/observability';
 
 // SQLSTATE classes and codes that mean "the database cannot serve right now", not "this request is wrong".
 const TRANSIENT_SQLSTATE_CLASSES = new Set(['08', '53', '57', '58']);
@@ -28,11 +29,21 @@ export function toDatabaseError(error: unknown): unknown {
   return transient ? new DependencyUnavailableError('database', error) : error;
 }
 
-/** Runs `work`, translating database outages into `DependencyUnavailableError`. */
-export async function guardDatabase<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (error) {
-    throw toDatabaseError(error);
-  }
+/**
+ * Runs `work` in a client span named for the operation, translating database outages into
+ * `DependencyUnavailableError`.
+ */
+export function guardDatabase<T>(work: () => Promise<T>, operation = 'query'): Promise<T> {
+  return withSpan(
+    `postgresql ${operation}`,
+    { 'db.system.name': 'postgresql', 'db.operation.name': operation },
+    SpanKind.CLIENT,
+    async () => {
+      try {
+        return await work();
+      } catch (error) {
+        throw toDatabaseError(error);
+      }
+    },
+  );
 }

@@ -11,20 +11,22 @@ import { guardDatabase } from './errors.ts';
 export function createOutboxRepository(db: Knex): OutboxStore {
   return {
     relayBatch: (limit, publish) =>
-      guardDatabase(() =>
-        db.transaction(async (trx) => {
-          const claimed = await trx.raw(
-            'SELECT id::text AS id, records FROM outbox ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED',
-            [limit],
-          );
-          const entries = (claimed.rows as Array<{ id: string; records: OutboxRecord[] }>).map(
-            (row): OutboxEntry => ({ id: row.id, records: row.records }),
-          );
-          if (entries.length === 0) return 0;
-          await publish(entries);
-          await trx.raw('DELETE FROM outbox WHERE id = ANY(?::bigint[])', [entries.map((e) => e.id)]);
-          return entries.length;
-        }),
+      guardDatabase(
+        () =>
+          db.transaction(async (trx) => {
+            const claimed = await trx.raw(
+              'SELECT id::text AS id, records FROM outbox ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED',
+              [limit],
+            );
+            const entries = (claimed.rows as Array<{ id: string; records: OutboxRecord[] }>).map(
+              (row): OutboxEntry => ({ id: row.id, records: row.records }),
+            );
+            if (entries.length === 0) return 0;
+            await publish(entries);
+            await trx.raw('DELETE FROM outbox WHERE id = ANY(?::bigint[])', [entries.map((e) => e.id)]);
+            return entries.length;
+          }),
+        'relay outbox batch',
       ),
 
     backlog: () =>
@@ -36,6 +38,6 @@ export function createOutboxRepository(db: Knex): OutboxStore {
         );
         const row = (result.rows as Array<{ rows: number; oldest_age_ms: number }>)[0];
         return { rows: row?.rows ?? 0, oldestAgeMs: row?.oldest_age_ms ?? 0 };
-      }),
+      }, 'outbox backlog'),
   };
 }

@@ -41,8 +41,8 @@ const RECORD_COLUMNS = `r.id, r.source, r.type, ${UTC_TEXT('r."timestamp"')} AS 
 // overlapping batches cannot deadlock.
 const INSERT_SQL = `
   WITH input AS (
-    SELECT * FROM unnest(?::uuid[], ?::text[], ?::text[], ?::timestamptz[], ?::jsonb[])
-      AS t(id, source, type, "timestamp", payload)
+    SELECT * FROM unnest(?::uuid[], ?::text[], ?::text[], ?::timestamptz[], ?::jsonb[], ?::text[])
+      AS t(id, source, type, "timestamp", payload, trace)
   ), claimed AS (
     INSERT INTO record_ids (id, "timestamp")
     SELECT id, "timestamp" FROM input ORDER BY id
@@ -54,10 +54,10 @@ const INSERT_SQL = `
     RETURNING id, source, type, "timestamp", payload, received_at
   ), announced AS (
     INSERT INTO outbox (records)
-    SELECT jsonb_agg(jsonb_build_object(
-      'id', id, 'source', source, 'type', type, 'payload', payload,
-      'timestamp', ${UTC_TEXT('"timestamp"')}, 'received_at', ${UTC_TEXT('received_at')}))
-    FROM inserted
+    SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+      'id', n.id, 'source', n.source, 'type', n.type, 'payload', n.payload, 'trace', NULLIF(i.trace, ''),
+      'timestamp', ${UTC_TEXT('n."timestamp"')}, 'received_at', ${UTC_TEXT('n.received_at')})))
+    FROM inserted n JOIN input i USING (id)
     HAVING count(*) > 0
   )
   SELECT id FROM inserted`;
@@ -87,6 +87,7 @@ export function createRecordRepository({
       records.map((r) => r.type),
       records.map((r) => r.timestamp),
       records.map((r) => JSON.stringify(r.payload)),
+      records.map((r) => r.traceContext ?? ''),
     ]);
     const created = new Set((result.rows as Array<{ id: string }>).map((row) => row.id));
     return records.map((r) => ({ id: r.id, status: created.has(r.id) ? 'created' : 'duplicate' }));
@@ -98,7 +99,7 @@ export function createRecordRepository({
         const written = await insertWith(db, records);
         committed(written);
         return written;
-      }),
+      }, 'insert records'),
 
     insertIdempotent: (records, claim) =>
       guardDatabase(async () => {
@@ -131,7 +132,7 @@ export function createRecordRepository({
         });
         if (outcome.kind === 'committed') committed(outcome.result.records);
         return outcome;
-      }),
+      }, 'insert records idempotent'),
 
     findById: (id) =>
       guardDatabase(async () => {
@@ -141,7 +142,7 @@ export function createRecordRepository({
         const result = await readDb.raw(FIND_BY_ID_SQL, [at, id]);
         const row = (result.rows as RecordRow[])[0];
         return row === undefined ? undefined : toStoredRecord(row);
-      }),
+      }, 'select record'),
 
     list: (query) =>
       guardDatabase(async () => {
@@ -162,7 +163,7 @@ export function createRecordRepository({
         ]);
         const rows = (await builder.limit(query.limit)) as RecordRow[];
         return rows.map(toStoredRecord);
-      }),
+      }, 'select records page'),
   };
 }
 

@@ -1,4 +1,4 @@
-import type { Logger } from '#lib/observability';
+import { type Logger, startProducerSpan } from '#lib/observability';
 import type { EventPublisher, OutboxStore } from './ports.ts';
 import { toRecordMessage } from './record-event.ts';
 
@@ -45,9 +45,29 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
 
   const publishBatch = () =>
     store.relayBatch(batchSize, async (entries) => {
-      const messages = entries.flatMap((entry) => entry.records.map(toRecordMessage));
-      await publisher.publish(messages);
-      eventsPublished += messages.length;
+      // One producer span per originating trace, so each write's trace continues into Kafka and its consumers.
+      const traces = new Map<string, ReturnType<typeof startProducerSpan>>();
+      const messages = entries.flatMap((entry) =>
+        entry.records.map((record) => {
+          const key = record.trace ?? '';
+          let produced = traces.get(key);
+          if (produced === undefined) {
+            produced = startProducerSpan('records publish', record.trace, { 'messaging.system': 'kafka' });
+            traces.set(key, produced);
+          }
+          const message = toRecordMessage(record);
+          return { ...message, headers: { ...message.headers, ...produced.headers } };
+        }),
+      );
+      try {
+        await publisher.publish(messages);
+        eventsPublished += messages.length;
+      } catch (error) {
+        for (const { span } of traces.values()) span?.recordException(error instanceof Error ? error : String(error));
+        throw error;
+      } finally {
+        for (const { span } of traces.values()) span?.end();
+      }
     });
 
   const sleep = (ms: number) =>

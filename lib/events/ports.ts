@@ -8,6 +8,8 @@ export interface OutboxRecord {
   readonly timestamp: string;
   readonly payload: unknown;
   readonly received_at: string;
+  /** traceparent of the write that created the record, when it was traced. */
+  readonly trace?: string;
 }
 
 /** One outbox row: every record created by one committed write. */

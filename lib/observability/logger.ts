@@ -1,4 +1,5 @@
 import { pino } from 'pino';
+import { activeTraceIds } from './tracing.ts';
 
 export type Logger = pino.Logger;
 
@@ -15,6 +16,8 @@ export function createLogger({ level, service, revision }: LoggerOptions): Logge
     base: { service, revision },
     timestamp: pino.stdTimeFunctions.isoTime,
     formatters: { level: (label) => ({ level: label }) },
+    // Every line written inside a traced request carries its trace and span ids.
+    mixin: () => activeTraceIds() ?? {},
   });
 }
 

@@ -7,6 +7,8 @@ export interface IngestRequest {
   /** The parsed JSON body. */
   readonly body: unknown;
   readonly idempotency?: { readonly key: string; readonly fingerprint: string };
+  /** traceparent of the request, passed on to the records' events. */
+  readonly traceContext?: string;
 }
 
 export interface IngestService {
@@ -30,8 +32,9 @@ export function createIngestService({ store, validator, cache }: IngestServiceDe
   };
 
   return {
-    async ingest({ body, idempotency }) {
-      const records = validator.validateIngestBody(body);
+    async ingest({ body, idempotency, traceContext }) {
+      const validated = validator.validateIngestBody(body);
+      const records = traceContext === undefined ? validated : validated.map((r) => ({ ...r, traceContext }));
       if (idempotency === undefined) {
         const written = await store.insert(records);
         await forgetCached(records, written);

@@ -10,6 +10,8 @@ export interface NewRecord {
   /** RFC 3339 with an offset, as the client sent it or the receipt time. */
   readonly timestamp: string;
   readonly payload: JsonObject;
+  /** W3C traceparent of the request that wrote it, carried to its event; never served. */
+  readonly traceContext?: string;
 }
 
 /** A record as stored and served: timestamps normalised to UTC (`Z`), `received_at` added by the server. */

@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig, type ServiceConfig } from '#lib/config';
-import { createLogger, type Logger } from '#lib/observability';
+import { createLogger, type Logger, startTracing, type Tracing } from '#lib/observability';
 
 /**
  * The first lines of every process entry: parse the environment once, or print every problem and exit
@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '#lib/observability';
 export function bootstrap(env: Readonly<Record<string, string | undefined>>): {
   config: ServiceConfig;
   logger: Logger;
+  tracing: Tracing;
 } {
   let config: ServiceConfig;
   try {
@@ -29,5 +30,12 @@ export function bootstrap(env: Readonly<Record<string, string | undefined>>): {
     logger.fatal({ err: reason }, 'unhandled rejection');
     process.exit(1);
   });
-  return { config, logger };
+  // Before any client exists, so that every span has a provider to go to.
+  const tracing = startTracing({
+    serviceName: config.service,
+    revision: config.revision,
+    sampleRatio: config.tracing.sampleRatio,
+    ...(config.tracing.otlpEndpoint !== undefined && { otlpEndpoint: config.tracing.otlpEndpoint }),
+  });
+  return { config, logger, tracing };
 }

@@ -15,7 +15,7 @@ import {
   problemResponse,
   resolveRequestId,
 } from '#lib/http';
-import type { Logger } from '#lib/observability';
+import { activeTraceIds, extractContext, type Logger, SpanKind, withSpan } from '#lib/observability';
 
 export interface RuntimeServerOptions {
   readonly handler: HttpHandler;
@@ -31,6 +31,11 @@ export interface RuntimeServerOptions {
   readonly observe?: (sample: RequestSample) => void;
   /** Serves `GET /metrics` (Prometheus text) when given. */
   readonly metrics?: { readonly contentType: string; render(): Promise<string> };
+}
+
+interface Served {
+  route: string;
+  trace: { trace_id: string; span_id: string } | undefined;
 }
 
 export interface RequestSample {
@@ -66,7 +71,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
     (req, res) => {
       inFlight++;
       const started = performance.now();
-      const served = { route: 'unmatched' };
+      const served: Served = { route: 'unmatched', trace: undefined };
       res.on('close', () => {
         inFlight--;
         const seconds = (performance.now() - started) / 1000;
@@ -81,6 +86,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
         logger.info(
           {
             request_id: res.getHeader('x-request-id'),
+            ...served.trace,
             method: req.method,
             route: served.route,
             status: res.statusCode,
@@ -126,7 +132,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
     return isReady;
   }
 
-  async function serve(req: IncomingMessage, res: ServerResponse, served: { route: string }): Promise<void> {
+  async function serve(req: IncomingMessage, res: ServerResponse, served: Served): Promise<void> {
     const method = (req.method ?? 'GET').toUpperCase();
     const url = req.url ?? '/';
     const queryAt = url.indexOf('?');
@@ -165,8 +171,20 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
       }
     }
     const event = toEvent(req, method, path, rawQuery, body, requestId);
-    const response = await handler(event, lambdaContext(requestId, options.functionName, options.requestTimeoutMs));
-    if (event.routeKey !== '$default') served.route = event.routeKey;
+    const response = await withSpan(
+      `${method} ${path}`,
+      { 'http.request.method': method, 'url.path': path, 'http.request_id': requestId },
+      SpanKind.SERVER,
+      async (span) => {
+        served.trace = activeTraceIds();
+        const answer = await handler(event, lambdaContext(requestId, options.functionName, options.requestTimeoutMs));
+        if (event.routeKey !== '$default') served.route = event.routeKey;
+        span?.updateName(served.route === 'unmatched' ? `${method} unmatched` : served.route);
+        span?.setAttributes({ 'http.route': served.route, 'http.response.status_code': answer.statusCode });
+        return answer;
+      },
+      extractContext(req.headers),
+    );
     send(res, response, isHead);
   }
 

@@ -7,6 +7,9 @@ export default async function globalSetup(): Promise<void> {
   try {
     await migrateToLatest(db);
     await maintainPartitions(db, { pastDays: 30, aheadDays: 7, retentionDays: 0, idempotencyTtlHours: 24 });
+    // Tests without a relay leave their events in the outbox; a relay started by a later test would otherwise
+    // first publish every event of every earlier run.
+    await db.raw('TRUNCATE outbox');
   } finally {
     await db.destroy();
   }

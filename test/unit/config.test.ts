@@ -67,6 +67,7 @@ describe('loadConfig', () => {
       kafka: undefined,
       relay: { enabled: true, batchSize: 100, pollIntervalMs: 100, maxBackoffMs: 5_000 },
       groupCommit: { enabled: true, maxBatchRecords: 1_000, windowMs: 1, concurrency: 2, maxQueuedRecords: 20_000 },
+      tracing: { otlpEndpoint: undefined, sampleRatio: 0.01 },
     };
     expect(loadConfig({ DATABASE_URL })).toEqual(expected);
   });
