@@ -5,7 +5,7 @@ export interface Metrics {
   /** Registers a dependency whose health is read at scrape time (1 up, 0 down). */
   dependency(name: string, isUp: () => boolean): void;
   /** Registers counters read from a source at scrape time (cumulative values the source keeps). */
-  cacheRequests(read: () => { hits: number; misses: number; skipped: number }): void;
+  cacheRequests(read: () => { hits: number; misses: number; skipped: number; breaker: string }): void;
   /** Registers the outbox backlog, read (and cached) at scrape time. */
   outbox(read: () => Promise<{ rows: number; oldestAgeMs: number }>): void;
   relay(read: () => { published: number; errors: number }): void;
@@ -96,6 +96,14 @@ export function createMetrics(labels: { service: string; revision: string }): Me
       dependencies.set(name, isUp);
     },
     cacheRequests(read) {
+      new Gauge({
+        name: `${PREFIX}cache_breaker_open`,
+        help: 'Whether the circuit breaker in front of Redis is open (1: lookups skip Redis) or not (0; half-open counts as 0).',
+        registers: [registry],
+        collect() {
+          this.set(read().breaker === 'open' ? 1 : 0);
+        },
+      });
       new Counter({
         name: `${PREFIX}cache_requests_total`,
         help: 'Cache lookups by result: hit (record, absence or page found), miss, skipped (Redis down or breaker open).',
