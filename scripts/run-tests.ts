@@ -42,6 +42,7 @@ if (needsServices) {
     const match = /^export (\w+)=(.*)$/.exec(line);
     if (match?.[1] && match[2] !== undefined) env[match[1]] = match[2];
   }
+  if (env.TEST_DATABASE_URL !== undefined) env.DATABASE_URL = env.TEST_DATABASE_URL;
   startedServices = stopped;
 }
 

@@ -83,8 +83,10 @@ function postgresUp(): Settings {
   // A real round trip, not just a pid file: the tests start right after this.
   run(psql, [...connection, '-d', 'data_service_test', '-tAc', 'SELECT 1']);
   return {
-    DATABASE_URL: `postgres://postgres@127.0.0.1:${PG_PORT}/data_service_test`,
-    DATABASE_URL_DEV: `postgres://postgres@127.0.0.1:${PG_PORT}/data_service`,
+    // A shell that evals `services:up` and runs `npm start` works on the development database; the test runner
+    // points the suites at TEST_DATABASE_URL.
+    DATABASE_URL: `postgres://postgres@127.0.0.1:${PG_PORT}/data_service`,
+    TEST_DATABASE_URL: `postgres://postgres@127.0.0.1:${PG_PORT}/data_service_test`,
   };
 }
 
