@@ -27,15 +27,18 @@ export interface RedisRecordCache extends RecordCache {
 }
 
 const ABSENT = '-';
+/** Set by a write on the ids it created: a reader that looked before the write cannot cache an absence over it. */
+const WRITTEN = '+';
 const RETRY_INVALIDATIONS_MS = 500;
 
 /**
  * Redis cache-aside for records and list pages.
  *
- * - By id: the record JSON with a long TTL (records are immutable), or a short-lived absence marker. Every write
- *   deletes the markers of the ids it created before the client is answered; a delete that cannot reach Redis
- *   is retried until it succeeds or the marker has expired, so a cached 404 can outlive a write by at most the
- *   negative TTL even across a Redis outage.
+ * - By id: the record JSON with a long TTL (records are immutable), or a short-lived absence marker (set only
+ *   if the key is empty). Before the client is answered, every write replaces the key of each id it created
+ *   with a short-lived "written" marker, which a read that began before the write can no longer overwrite with
+ *   an absence; a write that cannot reach Redis retries until it succeeds or any absence has expired, so a
+ *   cached 404 outlives a write by at most the negative TTL, and only across a Redis outage.
  * - List pages: stored with the version of their scope (`{src:<source>}` or `{all}`) that was current when the
  *   query began; writes bump the versions of the sources they touch and of `{all}`, so a page computed before a
  *   write is never served after it. Version and page share a hash tag, so one MGET reads both in Redis Cluster.
@@ -56,6 +59,11 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
   let errorsOrSkips = 0;
   const SKIPPED = Symbol('skipped');
   const guarded = async <T>(operation: string, call: () => Promise<T>): Promise<T | typeof SKIPPED> => {
+    // Not connected (yet, or any more): skip without a failure, so a cold start cannot open the breaker.
+    if (redis.status !== 'ready') {
+      errorsOrSkips++;
+      return SKIPPED;
+    }
     const traced = () =>
       withSpan(
         `redis ${operation}`,
@@ -85,11 +93,13 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
   // Invalidations that could not reach Redis, retried until done or moot (their entries expired by then).
   const pending = new Map<string, number>();
   const invalidationTtlMs = Math.max(config.negativeTtlSeconds, config.listTtlSeconds) * 1000;
+  // Outlives any read that can still be running when the write commits (their absence would come after it).
+  const writtenTtlSeconds = config.negativeTtlSeconds * 2 + 10;
   const applyInvalidation = async (key: string): Promise<void> => {
     if (key.endsWith(':ver')) {
       await redis.multi().incr(key).pexpire(key, versionTtlMs).exec();
     } else {
-      await redis.del(key);
+      await redis.set(key, WRITTEN, 'EX', writtenTtlSeconds);
     }
   };
   const retryTimer = setInterval(async () => {
@@ -112,9 +122,9 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
   return {
     async getRecord(id): Promise<CacheLookup<StoredRecord>> {
       const value = await guarded('GET', () => redis.get(recordKey(id)));
-      if (value === SKIPPED || value === null) {
+      if (value === SKIPPED || value === null || value === WRITTEN) {
         misses++;
-        return { kind: 'miss' };
+        return { kind: value === WRITTEN ? 'written' : 'miss' };
       }
       hits++;
       return value === ABSENT ? { kind: 'absent' } : { kind: 'hit', value: JSON.parse(value) as StoredRecord };

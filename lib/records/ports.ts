@@ -34,7 +34,9 @@ export type Clock = () => number;
 export type CacheLookup<T> =
   | { readonly kind: 'hit'; readonly value: T }
   | { readonly kind: 'absent' }
-  | { readonly kind: 'miss' };
+  | { readonly kind: 'miss' }
+  /** Not cached, and a write of this id has been acknowledged recently. */
+  | { readonly kind: 'written' };
 
 /** A page lookup also returns the token under which a freshly computed page must be stored. */
 export interface PageLookup {

@@ -39,10 +39,11 @@ export function createQueryService({ store, cursors, cache }: QueryServiceDeps):
     const cached = await cache.getRecord(id);
     if (cached.kind === 'hit') return cached.value;
     if (cached.kind === 'absent') return undefined;
-    return recordFlights.run(id, async () => {
-      const record = await store.findById(id);
-      await (record === undefined ? cache.putAbsent(id) : cache.putRecord(record));
-      return record;
+    // After a recent write of the id, join only reads that began after it: an older one may have missed the row.
+    return recordFlights.run(cached.kind === 'written' ? `written:${id}` : id, async () => {
+      const found = await store.findById(id);
+      await (found === undefined ? cache.putAbsent(id) : cache.putRecord(found));
+      return found;
     });
   }
 

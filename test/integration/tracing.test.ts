@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { Kafka, logLevel } from 'kafkajs';
 import type { KafkaConfig } from '#lib/config';
-import { createOutboxRepository, createRecordRepository, type Database } from '#lib/db';
+import { createDatabase, createOutboxRepository, createRecordRepository, type Database } from '#lib/db';
 import {
   createKafkaClient,
   createKafkaPublisher,
@@ -22,7 +22,7 @@ import { createGroupCommitStore, createIngestService, createRecordValidator } fr
 import { createRuntimeServer, type RuntimeServer } from '#lib/runtime';
 import { createIngestHandler } from '../../functions/ingest/handler.ts';
 import { TEST_LIMITS } from '../support/app.ts';
-import { createTestDatabase } from '../support/database.ts';
+import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
 
 const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:59092').split(',');
 const topic = `test.tracing.${randomUUID().slice(0, 8)}`;
@@ -39,6 +39,7 @@ const kafkaConfig: KafkaConfig = {
 };
 
 let db: Database;
+let database: PrivateDatabase;
 let tracing: Tracing;
 let server: RuntimeServer;
 let relay: OutboxRelay;
@@ -48,7 +49,15 @@ const exporter = new InMemorySpanExporter();
 
 beforeAll(async () => {
   tracing = startTracing({ serviceName: 'ingest', revision: 'test', sampleRatio: 0, exporter });
-  db = createTestDatabase();
+  // Its own database: a relay of another test on the shared one would publish this test's event elsewhere.
+  database = await createPrivateDatabase('trace');
+  db = createDatabase({
+    url: database.url,
+    poolMax: 4,
+    connectTimeoutMs: 2_000,
+    statementTimeoutMs: 10_000,
+    applicationName: 'tests',
+  });
   const logger = createSilentLogger();
   // The topic exists before the consumer subscribes (the publisher would only create it at its first send).
   await ensureTopic(createKafkaClient({ config: kafkaConfig, logger }), kafkaConfig);
@@ -94,6 +103,7 @@ afterAll(async () => {
   await publisher.close();
   await tracing.shutdown();
   await db.destroy();
+  await database.drop();
   const admin = new Kafka({ brokers, logLevel: logLevel.NOTHING }).admin();
   await admin.connect();
   await admin.deleteTopics({ topics: [topic] }).catch(() => undefined);
