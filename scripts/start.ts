@@ -86,6 +86,13 @@ const gateway = createServer((req, res) => {
   const upstream = request(
     { host: '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
     (answer) => {
+      // The function answered before reading the whole body (an early 413): stop forwarding it and close the
+      // client connection afterwards, or the unread rest would be parsed as this connection's next request.
+      if (!req.complete) {
+        res.shouldKeepAlive = false;
+        req.unpipe(upstream);
+        req.resume();
+      }
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       answer.pipe(res);
     },

@@ -99,6 +99,15 @@ export function createKafkaPublisher({ config, logger }: KafkaPublisherOptions):
         messages: messages.map((m) => ({ key: m.key, value: m.value, headers: { ...m.headers } })),
       });
     },
+    async check() {
+      const admin = kafka.admin();
+      await admin.connect();
+      try {
+        await admin.describeCluster();
+      } finally {
+        await admin.disconnect();
+      }
+    },
     async close() {
       await producer.disconnect();
     },

@@ -33,6 +33,8 @@ export interface OutboxRelay {
  * SKIP LOCKED). A broker outage never touches ingest: rows wait, the relay backs off, and the backlog drains when
  * the broker returns.
  */
+const BROKER_CHECK_MS = 30_000;
+
 export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const { store, publisher, logger, batchSize, pollIntervalMs, maxBackoffMs } = options;
   let running = false;
@@ -40,6 +42,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   let wake: (() => void) | undefined;
   let nudged = false;
   let brokerReachable = true;
+  let lastContact = Date.now();
   let eventsPublished = 0;
   let publishErrors = 0;
 
@@ -91,6 +94,9 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     while (running) {
       try {
         const relayed = await publishBatch();
+        // An empty outbox proves nothing about the broker: an idle relay asks it directly now and then.
+        if (relayed === 0 && (!brokerReachable || Date.now() - lastContact > BROKER_CHECK_MS)) await publisher.check();
+        if (relayed > 0 || !brokerReachable || Date.now() - lastContact > BROKER_CHECK_MS) lastContact = Date.now();
         if (!brokerReachable) logger.info('event broker reachable again; relaying the outbox backlog');
         brokerReachable = true;
         backoff = 0;

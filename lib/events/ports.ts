@@ -37,5 +37,7 @@ export interface EventMessage {
 export interface EventPublisher {
   /** Resolves once the broker acknowledged every message (acks=all). */
   publish(messages: readonly EventMessage[]): Promise<void>;
+  /** Resolves when the broker answers a metadata request; lets an idle relay notice an outage (and the end of one). */
+  check(): Promise<void>;
   close(): Promise<void>;
 }
