@@ -9,6 +9,7 @@ import {
   header,
   openApiRoute,
   problemErrors,
+  type ResponseTier,
   requestId,
 } from '#lib/http';
 import type { Logger } from '#lib/observability';
@@ -18,25 +19,31 @@ export interface QueryHandlerDeps {
   readonly query: QueryService;
   readonly logger: Logger;
   readonly openApi: object;
+  /** In-process tier of ready responses for GET /data/{id} (records are immutable; positive answers only). */
+  readonly ready?: ResponseTier;
 }
 
 // Records are immutable, so a representation may be cached for as long as caches keep anything.
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 
 /** The query function: `GET /data/{id}`, `GET /data?…` and the OpenAPI document. */
-export function createQueryHandler({ query, logger, openApi }: QueryHandlerDeps): HttpHandler {
+export function createQueryHandler({ query, logger, openApi, ready }: QueryHandlerDeps): HttpHandler {
   const router = createRouter(
     [
       {
         method: 'GET',
         path: '/data/{id}',
         handler: async (event, params) => {
-          const record = await query.getById(params.id ?? '');
-          const body = JSON.stringify(record);
-          const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"`;
-          const headers = { etag, 'cache-control': IMMUTABLE };
-          if (matchesEtag(header(event, 'if-none-match'), etag)) return { statusCode: 304, headers, body: '' };
-          return { statusCode: 200, headers: { 'content-type': 'application/json', ...headers }, body };
+          const id = (params.id ?? '').toLowerCase();
+          let response = ready?.get(id);
+          if (response === undefined) {
+            const body = JSON.stringify(await query.getById(id));
+            response = { body, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 27)}"` };
+            ready?.set(id, response);
+          }
+          const headers = { etag: response.etag, 'cache-control': IMMUTABLE };
+          if (matchesEtag(header(event, 'if-none-match'), response.etag)) return { statusCode: 304, headers, body: '' };
+          return { statusCode: 200, headers: { 'content-type': 'application/json', ...headers }, body: response.body };
         },
       },
       {

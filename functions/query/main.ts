@@ -1,7 +1,7 @@
 /** Process entry of the query function: wires PostgreSQL (and an optional read replica) and Redis into the handler. */
 import { createRecordCache, createRedisClient } from '#lib/cache';
 import { createDatabase, createRecordRepository, pingDatabase, poolStats } from '#lib/db';
-import { buildOpenApiDocument } from '#lib/http';
+import { buildOpenApiDocument, createResponseTier } from '#lib/http';
 import { createMetrics } from '#lib/observability';
 import { createCursorCodec, createQueryService } from '#lib/records';
 import { bootstrap, runFunction } from '#lib/runtime';
@@ -42,6 +42,7 @@ const handler = createQueryHandler({
   }),
   logger,
   openApi: buildOpenApiDocument(config.records),
+  ready: createResponseTier(config.responseTier),
 });
 
 await runFunction({

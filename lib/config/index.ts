@@ -123,6 +123,8 @@ export interface ServiceConfig {
   readonly relay: RelayConfig;
   readonly groupCommit: GroupCommitConfig;
   readonly tracing: TracingConfig;
+  /** In-process tier of ready GET-by-id responses in the query function; 0 entries turns it off. */
+  readonly responseTier: { readonly maxEntries: number; readonly maxBytes: number };
 }
 
 /** Thrown with every invalid variable named, so one failed start shows everything to fix. */
@@ -207,6 +209,8 @@ const envSchema = Joi.object({
   OTEL_EXPORTER_OTLP_ENDPOINT: Joi.string().uri({ scheme: ['http', 'https'] }),
   OTEL_TRACES_SAMPLER_ARG: Joi.number().min(0).max(1).default(0.01),
   OTEL_SDK_DISABLED: Joi.boolean().truthy('1').falsy('0').default(false),
+  QUERY_RESPONSE_CACHE_ENTRIES: int(0, 10_000_000).default(10_000),
+  QUERY_RESPONSE_CACHE_BYTES: int(0, 4 * 1024 * 1024 * 1024).default(32 * 1024 * 1024),
   GROUP_COMMIT_ENABLED: Joi.boolean().truthy('1').falsy('0').default(true),
   GROUP_COMMIT_MAX_RECORDS: int(1, 100_000).default(1_000),
   GROUP_COMMIT_WINDOW_MS: int(0, 1_000).default(1),
@@ -270,6 +274,8 @@ interface ParsedEnv {
   OTEL_EXPORTER_OTLP_ENDPOINT?: string;
   OTEL_TRACES_SAMPLER_ARG: number;
   OTEL_SDK_DISABLED: boolean;
+  QUERY_RESPONSE_CACHE_ENTRIES: number;
+  QUERY_RESPONSE_CACHE_BYTES: number;
   GROUP_COMMIT_ENABLED: boolean;
   GROUP_COMMIT_MAX_RECORDS: number;
   GROUP_COMMIT_WINDOW_MS: number;
@@ -383,6 +389,7 @@ export function loadConfig(env: Env): ServiceConfig {
       concurrency: e.GROUP_COMMIT_CONCURRENCY,
       maxQueuedRecords: e.GROUP_COMMIT_MAX_QUEUED_RECORDS,
     },
+    responseTier: { maxEntries: e.QUERY_RESPONSE_CACHE_ENTRIES, maxBytes: e.QUERY_RESPONSE_CACHE_BYTES },
     tracing: {
       otlpEndpoint: e.OTEL_SDK_DISABLED ? undefined : e.OTEL_EXPORTER_OTLP_ENDPOINT,
       sampleRatio: e.OTEL_TRACES_SAMPLER_ARG,

@@ -34,6 +34,7 @@ export interface OutboxRelay {
  * the broker returns.
  */
 const BROKER_CHECK_MS = 30_000;
+const NUDGE_DELAY_MS = 10;
 
 export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const { store, publisher, logger, batchSize, pollIntervalMs, maxBackoffMs } = options;
@@ -43,6 +44,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   let nudged = false;
   let brokerReachable = true;
   let lastContact = Date.now();
+  let nudgeTimer: NodeJS.Timeout | undefined;
   let eventsPublished = 0;
   let publishErrors = 0;
 
@@ -119,11 +121,18 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       loop = run();
     },
     nudge() {
-      nudged = true;
-      wake?.();
+      // Coalesced: under load a wake per commit would publish tiny batches back to back.
+      if (nudgeTimer !== undefined) return;
+      nudgeTimer = setTimeout(() => {
+        nudgeTimer = undefined;
+        nudged = true;
+        wake?.();
+      }, NUDGE_DELAY_MS);
+      nudgeTimer.unref();
     },
     async stop(drainMs = 0) {
       running = false;
+      clearTimeout(nudgeTimer);
       wake?.();
       await loop;
       const deadline = Date.now() + drainMs;

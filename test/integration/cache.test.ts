@@ -101,7 +101,10 @@ describe('with Redis: over HTTP', () => {
 
   beforeAll(async () => {
     // List pages live long enough here that a hit is never an expiry accident.
-    app = await startTestApp({ redis: { commandTimeoutMs: COMMAND_TIMEOUT_MS, cache: { listTtlSeconds: 60 } } });
+    app = await startTestApp({
+      responseTier: false,
+      redis: { commandTimeoutMs: COMMAND_TIMEOUT_MS, cache: { listTtlSeconds: 60 } },
+    });
     cache = defined(app.cache, 'app.cache');
     prefix = defined(app.redisKeyPrefix, 'app.redisKeyPrefix');
     prefixes.add(prefix);
@@ -460,6 +463,7 @@ describe('with Redis unreachable', () => {
   let cache: RedisRecordCache;
   beforeAll(async () => {
     app = await startTestApp({
+      responseTier: false,
       redis: {
         url: 'redis://127.0.0.1:1',
         commandTimeoutMs: COMMAND_TIMEOUT_MS,
@@ -559,6 +563,7 @@ describe('with Redis stalled (connected, not answering)', () => {
   beforeAll(async () => {
     proxy = await startStallingProxy(new URL(redisUrl()));
     app = await startTestApp({
+      responseTier: false,
       redis: {
         url: proxy.url,
         commandTimeoutMs: COMMAND_TIMEOUT_MS,

@@ -8,7 +8,7 @@ import { createRecordCache, createRedisClient, type RedisClient, type RedisRecor
 import type { CacheConfig, KafkaConfig, RecordLimits, RedisConfig, RelayConfig } from '#lib/config';
 import { createDatabase, createOutboxRepository, createRecordRepository, type Database, databaseNameOf } from '#lib/db';
 import { createKafkaPublisher, createOutboxRelay, type EventPublisher, type OutboxRelay } from '#lib/events';
-import { buildOpenApiDocument } from '#lib/http';
+import { buildOpenApiDocument, createResponseTier } from '#lib/http';
 import { createSilentLogger } from '#lib/observability';
 import { createCursorCodec, createIngestService, createQueryService, createRecordValidator } from '#lib/records';
 import { createRuntimeServer, type RuntimeServer } from '#lib/runtime';
@@ -72,6 +72,8 @@ export interface TestAppOptions {
   readonly kafka?: TestKafkaOptions;
   /** Another test database than DATABASE_URL's (its name must contain "test"); migrated by the caller. */
   readonly databaseUrl?: string;
+  /** false: no in-process tier of ready responses in query, so every GET by id reaches the cache and store. */
+  readonly responseTier?: boolean;
 }
 
 export const TEST_CACHE_CONFIG: CacheConfig = {
@@ -202,6 +204,8 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       }),
       logger,
       openApi,
+      // As in functions/query/main.ts, unless a test needs every read to reach the cache.
+      ...(options.responseTier !== false && { ready: createResponseTier({ maxEntries: 1000, maxBytes: 1 << 24 }) }),
     }),
   });
   const ingestAddress = await ingest.listen(0, '127.0.0.1');
