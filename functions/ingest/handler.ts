@@ -58,5 +58,9 @@ export function createIngestHandler({ ingest, logger, openApi, bodyLimitBytes }:
     API_METHODS,
   );
 
-  return middy<HttpEvent, HttpResponse>().use(requestId()).use(problemErrors(logger)).handler(router);
+  // No early-timeout timer per request: the runtime's request timeout already bounds every request.
+  return middy<HttpEvent, HttpResponse>({ timeoutEarlyInMillis: 0 })
+    .use(requestId())
+    .use(problemErrors(logger))
+    .handler(router);
 }

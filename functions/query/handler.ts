@@ -69,7 +69,11 @@ export function createQueryHandler({ query, logger, openApi, ready }: QueryHandl
     API_METHODS,
   );
 
-  return middy<HttpEvent, HttpResponse>().use(requestId()).use(problemErrors(logger)).handler(router);
+  // No early-timeout timer per request: the runtime's request timeout already bounds every request.
+  return middy<HttpEvent, HttpResponse>({ timeoutEarlyInMillis: 0 })
+    .use(requestId())
+    .use(problemErrors(logger))
+    .handler(router);
 }
 
 /** RFC 9110 §13.1.2: weak comparison, a list of tags or `*`. */

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { CacheConfig } from '#lib/config';
 import { type Logger, SpanKind, withSpan } from '#lib/observability';
 import type { CacheLookup, ListPage, PageKey, PageLookup, RecordCache, StoredRecord } from '#lib/records';
@@ -97,7 +97,8 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
   const writtenTtlSeconds = config.negativeTtlSeconds * 2 + 10;
   const applyInvalidation = async (key: string): Promise<void> => {
     if (key.endsWith(':ver')) {
-      await redis.multi().incr(key).pexpire(key, versionTtlMs).exec();
+      // A fresh token, not INCR + PEXPIRE: one command, and any change is all a reader compares.
+      await redis.set(key, randomUUID(), 'PX', versionTtlMs);
     } else {
       await redis.set(key, WRITTEN, 'EX', writtenTtlSeconds);
     }

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { type Admin, type Consumer, type IHeaders, Kafka, logLevel } from 'kafkajs';
-import { createDatabase, createOutboxRepository, type Database } from '#lib/db';
+import { createOutboxRepository, type Database } from '#lib/db';
 import { createKafkaPublisher, createOutboxRelay, type OutboxRelay } from '#lib/events';
 import { createSilentLogger } from '#lib/observability';
 import {
