@@ -617,7 +617,7 @@ async function explainMaintenance(): Promise<void> {
       await client.query('COMMIT');
       const result = await outcome;
       maintenanceFindings.push(
-        `${sql} (a reader transaction on records was open)\n    while it waited: ${held}\n    meanwhile ${traffic}\n    the detach finished ${(performance.now() - began).toFixed(0)} ms after it began (${result}), right after the reader committed`,
+        `${sql} (a reader transaction on records was open)\n    ${waiting ? 'while it waited' : 'it did NOT wait; afterwards'}: ${held}\n    meanwhile ${traffic}\n    the detach finished ${(performance.now() - began).toFixed(0)} ms after it began (${result}), after the reader committed`,
       );
       return detached;
     }

@@ -1,0 +1,88 @@
+/**
+ * Partition maintenance on a private database: partitions created ahead for the write window, retention that
+ * drops whole days together with their id-registry rows, idempotent reruns, and concurrent maintainers.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import {
+  createDatabase,
+  createRecordRepository,
+  type Database,
+  listPartitions,
+  maintainPartitions,
+  partitionName,
+} from '#lib/db';
+import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
+
+const DAY = 86_400_000;
+let database: PrivateDatabase;
+let db: Database;
+
+beforeAll(async () => {
+  database = await createPrivateDatabase('parts');
+  db = createDatabase({
+    url: database.url,
+    poolMax: 4,
+    connectTimeoutMs: 2_000,
+    statementTimeoutMs: 30_000,
+    applicationName: 'tests',
+  });
+});
+afterAll(async () => {
+  await db.destroy();
+  await database.drop();
+});
+
+const startOfDay = (ms: number) => Math.floor(ms / DAY) * DAY;
+
+describe('partition maintenance', () => {
+  it('creates every day of the write window plus the days ahead, and a rerun creates nothing', async () => {
+    const now = Date.now();
+    const plan = { pastDays: 3, aheadDays: 2, retentionDays: 0, idempotencyTtlHours: 24 };
+    await maintainPartitions(db, plan, now);
+    const names = new Set(await listPartitions(db));
+    for (let day = startOfDay(now) - 4 * DAY; day <= startOfDay(now) + 2 * DAY; day += DAY) {
+      expect(names.has(partitionName(day))).toBe(true);
+    }
+    const rerun = await maintainPartitions(db, plan, now);
+    expect(rerun.created).toEqual([]);
+  });
+
+  it('serialises concurrent maintainers: each partition is created once, none fails', async () => {
+    const now = Date.now() + 20 * DAY;
+    const plan = { pastDays: 1, aheadDays: 3, retentionDays: 0, idempotencyTtlHours: 24 };
+    const reports = await Promise.all([1, 2, 3].map(() => maintainPartitions(db, plan, now)));
+    const created = reports.flatMap((r) => r.created);
+    expect(new Set(created).size).toBe(created.length);
+    expect(created.length).toBeGreaterThan(0);
+  });
+
+  it('drops partitions past retention with their registry rows, and keeps the rest readable', async () => {
+    const now = Date.now();
+    await maintainPartitions(db, { pastDays: 40, aheadDays: 1, retentionDays: 0, idempotencyTtlHours: 24 }, now);
+    const store = createRecordRepository({ db, idempotencyTtlHours: 24 });
+    const old = { id: randomUUID(), at: new Date(now - 35 * DAY).toISOString() };
+    const recent = { id: randomUUID(), at: new Date(now - 2 * DAY).toISOString() };
+    await store.insert(
+      [old, recent].map((r) => ({ id: r.id, source: 'retention', type: 't', timestamp: r.at, payload: { n: 1 } })),
+    );
+    expect(await store.findById(old.id)).toBeDefined();
+
+    const report = await maintainPartitions(
+      db,
+      { pastDays: 7, aheadDays: 1, retentionDays: 30, idempotencyTtlHours: 24 },
+      now,
+    );
+    expect(report.dropped).toContain(partitionName(startOfDay(now - 35 * DAY)));
+    expect(report.registryRowsDeleted).toBeGreaterThanOrEqual(1);
+    expect(await store.findById(old.id)).toBeUndefined();
+    expect((await store.findById(recent.id))?.id).toBe(recent.id);
+    const remaining = await listPartitions(db);
+    expect(remaining.some((name) => name <= partitionName(startOfDay(now - 31 * DAY)))).toBe(false);
+    // The id may be used again once its day is gone: the registry forgot it.
+    const again = await store.insert([
+      { id: old.id, source: 'retention', type: 't', timestamp: recent.at, payload: {} },
+    ]);
+    expect(again).toEqual([{ id: old.id, status: 'created' }]);
+  });
+});
