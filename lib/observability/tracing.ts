@@ -89,8 +89,15 @@ export async function withSpan<T>(
   parent?: Context,
 ): Promise<T> {
   if (!enabled) return work(undefined);
+  const active = parent ?? context.active();
+  // Inside a request that was not sampled (99 % of them at the default ratio) children would not be recorded
+  // either: skip them, so that tracing at 1 % costs about one span per request, not one per operation.
+  const current = trace.getSpan(active);
+  // (A remote parent extracted from traceparent is never "recording" here; the sampler still decides for it.)
+  if (current !== undefined && !current.isRecording() && current.spanContext().isRemote !== true)
+    return work(undefined);
   const tracer = trace.getTracer(TRACER);
-  return tracer.startActiveSpan(name, { kind, attributes }, parent ?? context.active(), async (span) => {
+  return tracer.startActiveSpan(name, { kind, attributes }, active, async (span) => {
     try {
       return await work(span);
     } catch (error) {

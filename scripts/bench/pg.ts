@@ -157,3 +157,27 @@ export function percentile(sorted: readonly number[], p: number): number {
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[rank] ?? Number.NaN;
 }
+
+/** Scratch databases of the other bench scripts: the name must say so ("bench" or "growth"), or nothing is done. */
+export function assertScratchDatabase(name: string): void {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name) || !/bench|growth/.test(name)) {
+    throw new Error(`refusing to use database "${name}": the name must contain "bench" or "growth"`);
+  }
+}
+
+export const databaseUrl = (pg: PgTarget, name: string): string => {
+  assertScratchDatabase(name);
+  return `postgres://${pg.user}@${pg.host}:${pg.port}/${name}`;
+};
+
+/** Drops (forcing out any session) and creates a scratch database named `name` (see assertScratchDatabase). */
+export async function recreateDatabase(pg: PgTarget, name: string): Promise<void> {
+  assertScratchDatabase(name);
+  await psql(pg, 'postgres', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await psql(pg, 'postgres', `CREATE DATABASE ${name}`);
+}
+
+export async function dropDatabase(pg: PgTarget, name: string): Promise<void> {
+  assertScratchDatabase(name);
+  await psql(pg, 'postgres', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+}
