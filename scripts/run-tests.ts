@@ -7,7 +7,9 @@
  * a second jest invocation with --runInBand. Every part runs; the exit status is non-zero if any part failed.
  */
 import { spawnSync } from 'node:child_process';
-import { dirname, resolve } from 'node:path';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -47,7 +49,10 @@ if (needsServices) {
 }
 
 let exitCode = 0;
-for (const part of parts) {
+const totals = { passed: 0, failed: 0, skipped: 0 };
+const resultsDir = mkdtempSync(join(tmpdir(), 'data-service-tests-'));
+for (const [index, part] of parts.entries()) {
+  const resultsFile = join(resultsDir, `part-${index}.json`);
   const jest = spawnSync(
     process.execPath,
     [
@@ -61,9 +66,12 @@ for (const part of parts) {
       // A path or name filter given to `all` usually selects tests of one part only; the others must not fail.
       ...(parts.length > 1 && jestArgs.length > 0 ? ['--passWithNoTests'] : []),
       ...jestArgs,
+      '--json',
+      `--outputFile=${resultsFile}`,
     ],
     { cwd: ROOT, env, stdio: 'inherit' },
   );
+  addCounts(resultsFile);
   const status = jest.status ?? 1;
   if (status !== 0) {
     process.stderr.write(`jest (${part.projects.join(', ')}) failed with exit status ${status}\n`);
@@ -74,4 +82,20 @@ for (const part of parts) {
 if (startedServices.length > 0 && !process.env.KEEP_SERVICES) {
   spawnSync(process.execPath, ['scripts/services.ts', 'down', ...startedServices], { cwd: ROOT, stdio: 'inherit' });
 }
+rmSync(resultsDir, { recursive: true, force: true });
+// One closing line for every part together (jest prints one per invocation).
+process.stdout.write(`\ntests: ${totals.passed} passed, ${totals.failed} failed, ${totals.skipped} skipped\n`);
 process.exit(exitCode);
+
+function addCounts(file: string): void {
+  if (!existsSync(file)) return;
+  const result = JSON.parse(readFileSync(file, 'utf8')) as {
+    numPassedTests?: number;
+    numFailedTests?: number;
+    numPendingTests?: number;
+    numTodoTests?: number;
+  };
+  totals.passed += result.numPassedTests ?? 0;
+  totals.failed += result.numFailedTests ?? 0;
+  totals.skipped += (result.numPendingTests ?? 0) + (result.numTodoTests ?? 0);
+}
