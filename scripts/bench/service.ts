@@ -74,6 +74,9 @@ export interface RunningFunction {
  * Starts `dist/<name>.mjs` `starts` times in a row, each time measuring spawn → first 200 on /readyz (polled
  * every 5 ms on a fresh connection), stopping all but the last, which is returned running.
  */
+/** Kept equal to the Dockerfile's ENV NODE_OPTIONS. */
+export const NODE_OPTIONS_OF_IMAGE = '--max-semi-space-size=16';
+
 export async function startFunction(
   root: string,
   name: 'ingest' | 'query',
@@ -88,6 +91,8 @@ export async function startFunction(
     const before = machineJiffies();
     const started = start(process.execPath, [join(root, 'dist', `${name}.mjs`)], {
       ...env,
+      // The image's V8 setting (Dockerfile): without it V8 sizes its young generation from the host's memory.
+      NODE_OPTIONS: env.NODE_OPTIONS ?? NODE_OPTIONS_OF_IMAGE,
       PORT: String(port),
       K_SERVICE: `bench-${name}`,
     });
