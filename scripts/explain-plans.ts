@@ -6,7 +6,7 @@
  *   node scripts/explain-plans.ts
  *
  * Environment:
- * - DATABASE_URL: default postgres://postgres@127.0.0.1:54329/data_service_explain. The name must contain "explain"
+ * - DATABASE_URL: default postgres://postgres@127.0.0.1:25432/data_service_explain. The name must contain "explain"
  *   or "bench": the script drops and recreates its public schema.
  * - ROWS: default 1000000, spread over the last ~7 days.
  * - STRESS_DAYS: default 365. Afterwards, empty daily partitions are added back to that many days (a year of
@@ -47,7 +47,7 @@ const LONE_SOURCE = 'batch-job'; // 1 % of rows, always of type job.finished
 /** findById sends up to two statements: the registry lookup, then the record from one partition. */
 const BY_ID_PARTS = ['1 registry', '2 record'] as const;
 
-const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:54329/data_service_explain';
+const url = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:25432/data_service_explain';
 const rows = nonNegativeInt('ROWS', 1_000_000);
 const stressDays = nonNegativeInt('STRESS_DAYS', 365);
 const repeat = Math.max(1, nonNegativeInt('REPEAT', 3));

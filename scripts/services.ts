@@ -1,10 +1,13 @@
 /**
  * `npm run services:up` / `services:down` / `services:status`: the backing services the tests and benchmarks
  * use, started from this machine's own registries on loopback ports of their own (modules in scripts/services/):
- * - PostgreSQL from Debian's package, 127.0.0.1:54329 (SERVICES_PG_PORT);
- * - Redis from Debian's `redis-server`, 127.0.0.1:56379 (SERVICES_REDIS_PORT);
+ * - PostgreSQL from Debian's package, 127.0.0.1:25432 (SERVICES_PG_PORT);
+ * - Redis from Debian's `redis-server`, 127.0.0.1:26379 (SERVICES_REDIS_PORT);
  * - Apache Kafka 4.1 (KRaft, single node) from Maven Central's jars on the machine's Java 17,
- *   127.0.0.1:59092 (SERVICES_KAFKA_PORT), jars cached in `.cache/kafka/lib`.
+ *   127.0.0.1:29092 (SERVICES_KAFKA_PORT), jars cached in `.cache/kafka/lib`.
+ * The ports sit below Linux's ephemeral range (32768–60999): a port inside it can be taken, while its service
+ * is stopped by a fault test, by any outgoing connection's local port (or a client's self-connect), and the
+ * restart then fails with "address already in use" — which happened to Kafka at 59192.
  * Missing Debian packages are installed with apt-get when we are root. State and logs live in `.services/`.
  *
  * Idempotent: `up` leaves running services alone and waits until each really serves; `down` stops what `up`

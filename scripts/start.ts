@@ -56,7 +56,7 @@ const env: NodeJS.ProcessEnv = { ...process.env };
 let embedded: EmbeddedPostgres | undefined;
 if (!env.DATABASE_URL) {
   const dataDir = join(ROOT, '.data', 'postgres');
-  const port = Number(process.env.EMBEDDED_PG_PORT ?? 54320);
+  const port = Number(process.env.EMBEDDED_PG_PORT ?? 25430);
   embedded = await startEmbeddedPostgres(dataDir, port, 'data_service');
   say(`embedded PostgreSQL on 127.0.0.1:${port}, data in ${dataDir}`);
   env.DATABASE_URL = embedded.url;

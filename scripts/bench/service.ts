@@ -30,13 +30,13 @@ export async function servicesUp(root: string): Promise<ServiceSettings> {
   const exported = Object.fromEntries(
     [...out.matchAll(/^export (\w+)=(.*)$/gm)].map((m) => [m[1] ?? '', (m[2] ?? '').trim()]),
   );
-  const database = new URL(exported.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:54329/data_service_test');
-  const redis = new URL(exported.REDIS_URL ?? 'redis://127.0.0.1:56379');
+  const database = new URL(exported.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:25432/data_service_test');
+  const redis = new URL(exported.REDIS_URL ?? 'redis://127.0.0.1:26379');
   return {
     pg: { host: database.hostname, port: Number(database.port || 5432), user: database.username || 'postgres' },
     redis: { host: redis.hostname, port: Number(redis.port || 6379) },
     redisUrl: `redis://${redis.hostname}:${redis.port || 6379}`,
-    kafkaBrokers: exported.KAFKA_BROKERS ?? '127.0.0.1:59092',
+    kafkaBrokers: exported.KAFKA_BROKERS ?? '127.0.0.1:29092',
     startedHere: stopped,
   };
 }

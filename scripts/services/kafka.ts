@@ -1,8 +1,8 @@
 /**
  * Apache Kafka 4.1 in KRaft mode, one node that is both broker and controller, run from its Maven Central jars
  * (see kafka-jars.ts) on the machine's Java 17: storage formatted once, then `kafka.Kafka` detached with its pid
- * file, config and logs in `.services/kafka`. Broker on 127.0.0.1:SERVICES_KAFKA_PORT (59092), controller on
- * SERVICES_KAFKA_CONTROLLER_PORT (59093). Ready means a Metadata round trip lists this broker.
+ * file, config and logs in `.services/kafka`. Broker on 127.0.0.1:SERVICES_KAFKA_PORT (29092), controller on
+ * SERVICES_KAFKA_CONTROLLER_PORT (29093). Ready means a Metadata round trip lists this broker.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -29,7 +29,7 @@ import {
 import { kafkaJars } from './kafka-jars.ts';
 import { kafkaMetadata } from './kafka-probe.ts';
 
-const PORT = envPort('SERVICES_KAFKA_PORT', 59092);
+const PORT = envPort('SERVICES_KAFKA_PORT', 29092);
 const CONTROLLER_PORT = envPort('SERVICES_KAFKA_CONTROLLER_PORT', PORT + 1);
 const NODE_ID = 1;
 const DIR = join(SERVICES_DIR, 'kafka');

@@ -1,6 +1,6 @@
 /**
  * PostgreSQL from Debian's package (installed with apt-get when missing), run as the `postgres` user when we are
- * root, with its own data directory and port (SERVICES_PG_PORT, 54329).
+ * root, with its own data directory and port (SERVICES_PG_PORT, 25432).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -8,7 +8,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'no
 import { dirname, join } from 'node:path';
 import { aptInstall, envPort, isRoot, log, ROOT, run, type Service, type Settings } from './common.ts';
 
-const PG_PORT = envPort('SERVICES_PG_PORT', 54329);
+const PG_PORT = envPort('SERVICES_PG_PORT', 25432);
 const PG_DATABASES = ['data_service_test', 'data_service'];
 
 function postgresBin(): string {

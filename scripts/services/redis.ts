@@ -1,6 +1,6 @@
 /**
  * Redis from Debian's `redis-server` package (installed with apt-get when missing), run by us — not the Debian
- * service — on 127.0.0.1:SERVICES_REDIS_PORT (56379), daemonized, with its config, pid file and log in
+ * service — on 127.0.0.1:SERVICES_REDIS_PORT (26379), daemonized, with its config, pid file and log in
  * `.services/redis`, and no persistence (a cache: Redis is never the source of truth).
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,7 +23,7 @@ import {
   waitFor,
 } from './common.ts';
 
-const PORT = envPort('SERVICES_REDIS_PORT', 56379);
+const PORT = envPort('SERVICES_REDIS_PORT', 26379);
 const DIR = join(SERVICES_DIR, 'redis');
 const CONF = join(DIR, 'redis.conf');
 const PIDFILE = join(DIR, 'redis.pid');

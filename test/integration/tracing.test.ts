@@ -24,7 +24,7 @@ import { createIngestHandler } from '../../functions/ingest/handler.ts';
 import { TEST_LIMITS } from '../support/app.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
 
-const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:59092').split(',');
+const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:29092').split(',');
 const topic = `test.tracing.${randomUUID().slice(0, 8)}`;
 const kafkaConfig: KafkaConfig = {
   brokers,
