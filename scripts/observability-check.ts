@@ -68,8 +68,8 @@ export async function exportedMetricTypes(): Promise<Map<string, MetricType>> {
   // As functions/ingest/main.ts and functions/query/main.ts (the replica pool only with DATABASE_READ_URL).
   metrics.pool('primary', () => ({ used: 1, free: 1, pending: 0, max: 2 }));
   metrics.pool('replica', () => ({ used: 1, free: 1, pending: 0, max: 2 }));
-  for (const dependency of ['postgres', 'redis', 'kafka']) metrics.dependency(dependency, () => true);
-  metrics.cacheRequests(() => ({ hits: 1, misses: 1, skipped: 0, breaker: 'closed' }));
+  for (const dependency of ['postgres', 'kafka']) metrics.dependency(dependency, () => true);
+  metrics.cache(() => ({ hits: 1, misses: 1, errorsOrSkips: 0, breaker: 'closed', connected: true }));
   // As functions/ingest/main.ts and functions/relay/main.ts.
   metrics.relay(() => ({ published: 1, errors: 0 }));
   metrics.outbox(async () => ({ rows: 0, oldestAgeMs: 0 }));

@@ -2,10 +2,10 @@
 import { createRecordCache, createRedisClient } from '#lib/cache';
 import {
   createDatabase,
+  createDatabaseProbe,
   createOutboxRepository,
   createRecordRepository,
   partitionPlanFrom,
-  pingDatabase,
   poolStats,
   schedulePartitionMaintenance,
 } from '#lib/db';
@@ -39,13 +39,10 @@ if (config.kafka === undefined) {
 }
 relay?.start();
 
-let postgresUp = true;
+const postgres = createDatabaseProbe(db);
 metrics.pool('primary', () => poolStats(db));
-metrics.dependency('postgres', () => postgresUp);
-if (redis && cache) {
-  metrics.dependency('redis', () => redis.status === 'ready' && cache.stats().breaker !== 'open');
-  metrics.cacheRequests(() => ({ ...cache.stats(), skipped: cache.stats().errorsOrSkips }));
-}
+metrics.dependency('postgres', postgres.up);
+if (cache) metrics.cache(cache.stats);
 if (relay) {
   metrics.dependency('kafka', () => relay.status().brokerReachable);
   metrics.relay(() => ({ published: relay.status().eventsPublished, errors: relay.status().publishErrors }));
@@ -81,11 +78,7 @@ await runFunction({
   metrics: { contentType: metrics.registry.contentType, render: () => metrics.registry.metrics() },
   observe: metrics.observeRequest,
   // Only PostgreSQL decides readiness: without Redis or Kafka the function still accepts writes (degraded).
-  readiness: () =>
-    pingDatabase(db).then(
-      () => (postgresUp = true),
-      () => (postgresUp = false),
-    ),
+  readiness: postgres.ready,
   close: async () => {
     maintenance.stop();
     await relay?.stop(5_000);

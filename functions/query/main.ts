@@ -1,6 +1,6 @@
 /** Process entry of the query function: wires PostgreSQL (and an optional read replica) and Redis into the handler. */
 import { createRecordCache, createRedisClient } from '#lib/cache';
-import { createDatabase, createRecordRepository, pingDatabase, poolStats } from '#lib/db';
+import { createDatabase, createDatabaseProbe, createRecordRepository, poolStats } from '#lib/db';
 import { buildOpenApiDocument, createResponseTier } from '#lib/http';
 import { createMetrics } from '#lib/observability';
 import { createCursorCodec, createQueryService } from '#lib/records';
@@ -25,14 +25,11 @@ const redis = config.redis && createRedisClient(config.redis, logger);
 const cache =
   redis && createRecordCache({ redis, config: config.cache, keyPrefix: config.redis?.keyPrefix ?? '', logger });
 
-let postgresUp = true;
+const postgres = createDatabaseProbe(readDb);
 metrics.pool('primary', () => poolStats(db));
 if (readDb !== db) metrics.pool('replica', () => poolStats(readDb));
-metrics.dependency('postgres', () => postgresUp);
-if (redis && cache) {
-  metrics.dependency('redis', () => redis.status === 'ready' && cache.stats().breaker !== 'open');
-  metrics.cacheRequests(() => ({ ...cache.stats(), skipped: cache.stats().errorsOrSkips }));
-}
+metrics.dependency('postgres', postgres.up);
+if (cache) metrics.cache(cache.stats);
 
 const handler = createQueryHandler({
   query: createQueryService({
@@ -53,11 +50,7 @@ await runFunction({
   metrics: { contentType: metrics.registry.contentType, render: () => metrics.registry.metrics() },
   observe: metrics.observeRequest,
   // Only PostgreSQL decides readiness: without Redis the function answers from PostgreSQL (degraded).
-  readiness: () =>
-    pingDatabase(readDb).then(
-      () => (postgresUp = true),
-      () => (postgresUp = false),
-    ),
+  readiness: postgres.ready,
   close: async () => {
     cache?.close();
     redis?.disconnect();

@@ -2,7 +2,7 @@
  * `npm run relay`: the outbox relay as its own deployment (RELAY_ENABLED=false on ingest pods then). Serves only
  * /healthz, /readyz and /metrics on $PORT; every other path is a 404 problem.
  */
-import { createDatabase, createOutboxRepository, pingDatabase, poolStats } from '#lib/db';
+import { createDatabase, createDatabaseProbe, createOutboxRepository, poolStats } from '#lib/db';
 import { AppError } from '#lib/errors';
 import { createKafkaPublisher, createOutboxRelay } from '#lib/events';
 import { problemResponse } from '#lib/http';
@@ -24,8 +24,8 @@ metrics.dependency('kafka', () => relay.status().brokerReachable);
 metrics.relay(() => ({ published: relay.status().eventsPublished, errors: relay.status().publishErrors }));
 metrics.outbox(() => outbox.backlog());
 metrics.pool('primary', () => poolStats(db));
-let postgresUp = true;
-metrics.dependency('postgres', () => postgresUp);
+const postgres = createDatabaseProbe(db);
+metrics.dependency('postgres', postgres.up);
 
 await runFunction({
   handler: async (event) =>
@@ -37,11 +37,7 @@ await runFunction({
   functionName: 'relay',
   ...config.http,
   metrics: { contentType: metrics.registry.contentType, render: () => metrics.registry.metrics() },
-  readiness: () =>
-    pingDatabase(db).then(
-      () => (postgresUp = true),
-      () => (postgresUp = false),
-    ),
+  readiness: postgres.ready,
   close: async () => {
     await relay.stop(5_000);
     await publisher.close();

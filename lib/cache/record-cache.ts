@@ -17,6 +17,8 @@ export interface CacheStats {
   readonly hits: number;
   readonly misses: number;
   readonly errorsOrSkips: number;
+  /** Whether the client is connected and ready (what `dependency_up{redis}` reports, with the breaker). */
+  readonly connected: boolean;
   readonly pendingInvalidations: number;
   readonly breaker: BreakerState;
 }
@@ -183,7 +185,14 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
       );
     },
 
-    stats: () => ({ hits, misses, errorsOrSkips, pendingInvalidations: pending.size, breaker: breaker.state() }),
+    stats: () => ({
+      hits,
+      misses,
+      errorsOrSkips,
+      connected: redis.status === 'ready',
+      pendingInvalidations: pending.size,
+      breaker: breaker.state(),
+    }),
     close: () => clearInterval(retryTimer),
   };
 }

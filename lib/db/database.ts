@@ -40,6 +40,22 @@ export async function pingDatabase(db: Database): Promise<void> {
   await db.raw('SELECT 1');
 }
 
+/**
+ * Readiness of a function that needs this database: `ready()` pings it (the runtime caches the answer for a
+ * second), and `up()` reports the last answer for `dependency_up{dependency="postgres"}`.
+ */
+export function createDatabaseProbe(db: Database): { ready(): Promise<boolean>; up(): boolean } {
+  let up = true;
+  return {
+    ready: () =>
+      pingDatabase(db).then(
+        () => (up = true),
+        () => (up = false),
+      ),
+    up: () => up,
+  };
+}
+
 /** The database name of a connection URL (tests refuse to run against one that does not look like a test database). */
 export function databaseNameOf(url: string): string {
   return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));

@@ -1,5 +1,6 @@
 export {
   createDatabase,
+  createDatabaseProbe,
   type Database,
   type DatabaseOptions,
   databaseNameOf,

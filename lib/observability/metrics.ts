@@ -4,8 +4,8 @@ export interface Metrics {
   readonly registry: Registry;
   /** Registers a dependency whose health is read at scrape time (1 up, 0 down). */
   dependency(name: string, isUp: () => boolean): void;
-  /** Registers counters read from a source at scrape time (cumulative values the source keeps). */
-  cacheRequests(read: () => { hits: number; misses: number; skipped: number; breaker: string }): void;
+  /** Registers the Redis cache: `dependency_up{redis}`, lookups by result and breaker state, read at scrape time. */
+  cache(read: () => { hits: number; misses: number; errorsOrSkips: number; breaker: string; connected: boolean }): void;
   /** Registers the outbox backlog, read (and cached) at scrape time. */
   outbox(read: () => Promise<{ rows: number; oldestAgeMs: number }>): void;
   relay(read: () => { published: number; errors: number }): void;
@@ -95,7 +95,11 @@ export function createMetrics(labels: { service: string; revision: string }): Me
     dependency: (name, isUp) => {
       dependencies.set(name, isUp);
     },
-    cacheRequests(read) {
+    cache(read) {
+      dependencies.set('redis', () => {
+        const { connected, breaker } = read();
+        return connected && breaker !== 'open';
+      });
       new Gauge({
         name: `${PREFIX}cache_breaker_open`,
         help: 'Whether the circuit breaker in front of Redis is open (1: lookups skip Redis) or not (0; half-open counts as 0).',
@@ -110,7 +114,7 @@ export function createMetrics(labels: { service: string; revision: string }): Me
         labelNames: ['result'],
         registers: [registry],
         collect() {
-          const { hits, misses, skipped } = read();
+          const { hits, misses, errorsOrSkips: skipped } = read();
           this.reset();
           this.inc({ result: 'hit' }, hits);
           this.inc({ result: 'miss' }, misses);
