@@ -9,8 +9,8 @@ type HttpMiddleware = MiddlewareObj<HttpEvent, HttpResponse>;
 const REQUEST_ID_PATTERN = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** The caller's `X-Request-Id` when it is well-formed (safe to log and echo), otherwise `fallback`. */
-export const resolveRequestId = (given: string | undefined, fallback: string): string =>
-  given !== undefined && REQUEST_ID_PATTERN.test(given) ? given : fallback;
+export const resolveRequestId = (given: string | undefined, fallback: string | (() => string)): string =>
+  given !== undefined && REQUEST_ID_PATTERN.test(given) ? given : typeof fallback === 'string' ? fallback : fallback();
 
 /**
  * Honours a well-formed `X-Request-Id` from the caller (or the ingress), otherwise keeps the runtime's own id,
@@ -46,6 +46,7 @@ export function problemErrors(logger: Logger): HttpMiddleware {
   };
 }
 
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
 const JSON_MEDIA_TYPE = /^application\/(?:[\w.+-]+\+)?json$/i;
 
 /**
@@ -86,7 +87,7 @@ function decodeBody(event: HttpEvent): string {
   const body = event.body ?? '';
   if (!event.isBase64Encoded) return body;
   try {
-    return new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(Buffer.from(body, 'base64'));
+    return STRICT_UTF8.decode(Buffer.from(body, 'base64'));
   } catch {
     throw new AppError('malformed-json', 'The body is not valid UTF-8.');
   }

@@ -57,6 +57,8 @@ export interface RuntimeServer {
 const BODYLESS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
 const READINESS_CACHE_MS = 1_000;
 const LINGER_MS = 2_000;
+// fatal: invalid UTF-8 is reported (the body then travels base64-encoded), never silently replaced.
+const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 /** Creates (but does not start) the HTTP server of one function. */
 export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServer {
@@ -155,7 +157,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
       return send(res, probe(isReady ? 200 : 503, draining ? 'draining' : isReady ? 'ready' : 'unavailable'), isHead);
     }
 
-    const requestId = resolveRequestId(firstHeader(req.headers['x-request-id']), randomUUID());
+    const requestId = resolveRequestId(firstHeader(req.headers['x-request-id']), randomUUID);
     let body: Buffer | undefined;
     if (
       !BODYLESS.has(method) ||
@@ -280,10 +282,6 @@ function toEvent(
   for (const [name, value] of Object.entries(req.headers)) {
     if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(',') : value;
   }
-  const query = new URLSearchParams(rawQueryString);
-  const queryStringParameters: Record<string, string> = {};
-  // API Gateway v2 joins repeated parameters with commas; so do we.
-  for (const key of new Set(query.keys())) queryStringParameters[key] = query.getAll(key).join(',');
   const now = Date.now();
   const text = body === undefined ? undefined : decodeUtf8(body);
   const event: HttpEvent = {
@@ -312,9 +310,17 @@ function toEvent(
     },
     isBase64Encoded: text === undefined && body !== undefined,
   };
-  if (rawQueryString !== '') event.queryStringParameters = queryStringParameters;
+  if (rawQueryString !== '') event.queryStringParameters = parseQuery(rawQueryString);
   if (body !== undefined) event.body = text ?? body.toString('base64');
   return event;
+}
+
+/** API Gateway v2 joins repeated parameters with commas; so do we. */
+function parseQuery(rawQueryString: string): Record<string, string> {
+  const query = new URLSearchParams(rawQueryString);
+  const parameters: Record<string, string> = {};
+  for (const key of new Set(query.keys())) parameters[key] = query.getAll(key).join(',');
+  return parameters;
 }
 
 const firstHeader = (value: string | string[] | undefined): string | undefined =>
@@ -322,7 +328,7 @@ const firstHeader = (value: string | string[] | undefined): string | undefined =
 
 function decodeUtf8(body: Buffer): string | undefined {
   try {
-    return new TextDecoder('utf-8', { fatal: true }).decode(body);
+    return STRICT_UTF8.decode(body);
   } catch {
     return undefined;
   }
