@@ -10,6 +10,7 @@ import type { Database } from '#lib/db';
 import { createTestDatabase, testDatabaseUrl } from '../support/database.ts';
 import {
   bundlePath,
+  connectOutcome,
   freePort,
   type SpawnedProcess,
   sleep,
@@ -160,7 +161,7 @@ describe('function bundles as processes', () => {
       const draining = JSON.parse(await ingest.proc.waitForLine(isMessage('draining'), 2_000));
       expect(draining).toMatchObject({ reason: 'SIGTERM', in_flight: 1 });
       // Not ready and not accepting any more, but still running for the request in flight.
-      expect(await connectOutcome(ingest.url)).toBe('ECONNREFUSED');
+      expect(await connectOutcome(Number(new URL(ingest.url).port))).toBe('ECONNREFUSED');
       await sleep(300);
       expect(isRunning(ingest.proc)).toBe(true);
 
@@ -287,18 +288,6 @@ function postRaw(base: string, path: string, body: string): Promise<{ status: nu
     );
     req.on('error', reject);
     req.end(body);
-  });
-}
-
-function connectOutcome(base: string): Promise<string> {
-  const { port } = new URL(base);
-  return new Promise((resolve) => {
-    const socket = connect(Number(port), '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve('connected');
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? String(error)));
   });
 }
 

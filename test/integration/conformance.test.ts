@@ -14,6 +14,7 @@ import type { Database } from '#lib/db';
 import { createTestDatabase, testDatabaseUrl } from '../support/database.ts';
 import {
   bundlePath,
+  connectOutcome,
   freePort,
   ROOT,
   type SpawnedProcess,
@@ -184,17 +185,6 @@ const isMessage = (message: string) => (line: string) => {
     return false;
   }
 };
-
-function connectOutcome(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve('connected');
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? String(error)));
-  });
-}
 
 afterAll(async () => {
   await Promise.all(spawned.map((p) => p.kill()));

@@ -11,7 +11,7 @@ import { type HttpHandler, jsonResponse } from '#lib/http';
 import { createSilentLogger } from '#lib/observability';
 import { createRuntimeServer, type RuntimeServer, type RuntimeServerOptions } from '#lib/runtime';
 import { startTestApp, type TestApp, uniqueSource } from '../support/app.ts';
-import { sleep, withTimeout } from '../support/processes.ts';
+import { connectOutcome, sleep, withTimeout } from '../support/processes.ts';
 
 const LIMIT = 4096;
 
@@ -132,16 +132,6 @@ function parseRaw(text: string): Reply {
 }
 
 /** The connect error code for 127.0.0.1:port, or 'connected'. */
-function connectOutcome(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve('connected');
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? String(error)));
-  });
-}
 
 const RUNTIME_DEFAULTS = {
   logger: createSilentLogger(),

@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -188,4 +188,16 @@ export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, mes
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** What a new TCP connection to a loopback port meets: 'connected', or the error code ('ECONNREFUSED'). */
+export function connectOutcome(port: number): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = connect(port, '127.0.0.1');
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve('connected');
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? String(error)));
+  });
 }
