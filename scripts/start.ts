@@ -9,6 +9,7 @@ import { Agent, createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { publicTargetOf } from '#lib/api';
 import { loadConfig } from '#lib/config';
 import { createDatabase, maintainPartitions, migrateToLatest, partitionPlanFrom } from '#lib/db';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres.ts';
@@ -81,8 +82,9 @@ if (!ingest || !query) throw new Error('unreachable');
 
 const agent = new Agent({ keepAlive: true });
 const gateway = createServer((req, res) => {
-  // POST reaches ingest, everything else query: the split the Knative routes make on the public host.
-  const target = req.method === 'POST' ? ingest : query;
+  // The split the Knative routes make on the public host, read from the one route table.
+  const path = (req.url ?? '/').split('?')[0] ?? '/';
+  const target = publicTargetOf(req.method ?? 'GET', path) === 'ingest' ? ingest : query;
   const upstream = request(
     { host: '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: req.headers, agent },
     (answer) => {

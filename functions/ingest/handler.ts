@@ -1,66 +1,66 @@
 import { createHash } from 'node:crypto';
 import middy from '@middy/core';
+import { API_ROUTES, bindRoutes, staticJson } from '#lib/api';
 import { AppError } from '#lib/errors';
 import {
-  API_METHODS,
   createRouter,
-  type HttpEvent,
+  type FunctionContext,
   type HttpHandler,
+  type HttpRequest,
   type HttpResponse,
   header,
-  jsonResponse,
-  openApiRoute,
-  parseJsonBody,
+  jsonBody,
   problemErrors,
-  requestId,
 } from '#lib/http';
 import { currentTraceparent, type Logger } from '#lib/observability';
-import type { IngestService } from '#lib/records';
+import { type IngestService, idempotencyKeySchema } from '#lib/records';
 
 export interface IngestHandlerDeps {
   readonly ingest: IngestService;
   readonly logger: Logger;
   readonly openApi: object;
-  readonly bodyLimitBytes: number;
 }
 
-// Visible ASCII, as Stripe and the IETF httpapi draft use; long enough for a UUID or a content hash.
-const IDEMPOTENCY_KEY = /^[\x21-\x7E]{1,255}$/;
-
-/** The ingest function: `POST /data` (one record or a batch) and the OpenAPI document. */
-export function createIngestHandler({ ingest, logger, openApi, bodyLimitBytes }: IngestHandlerDeps): HttpHandler {
+/** The ingest function's middy handler: `POST /data` (one record or a batch) and the OpenAPI document. */
+export function createIngestHandler({ ingest, logger, openApi }: IngestHandlerDeps): HttpHandler {
   const router = createRouter(
-    [
-      {
-        method: 'POST',
-        path: '/data',
-        handler: async (event) => {
-          const body = parseJsonBody(event, bodyLimitBytes);
-          const key = header(event, 'idempotency-key');
-          if (key !== undefined && !IDEMPOTENCY_KEY.test(key)) {
-            throw new AppError('invalid-header', 'Idempotency-Key must be 1–255 visible ASCII characters.', {
-              issues: [{ pointer: '/headers/idempotency-key', detail: 'must be 1–255 visible ASCII characters' }],
-            });
-          }
-          const fingerprint = createHash('sha256').update(body.raw).digest('base64url');
-          const traceContext = currentTraceparent();
-          const result = await ingest.ingest({
-            body: body.value,
-            ...(key !== undefined && { idempotency: { key, fingerprint } }),
-            ...(traceContext !== undefined && { traceContext }),
+    bindRoutes('ingest', {
+      ingestRecords: async (request) => {
+        const body = jsonBody(request);
+        const key = header(request, 'idempotency-key');
+        if (key !== undefined && idempotencyKeySchema.validate(key).error !== undefined) {
+          throw new AppError('invalid-header', 'Idempotency-Key must be 1–255 visible ASCII characters.', {
+            issues: [{ pointer: '/headers/idempotency-key', detail: 'must be 1–255 visible ASCII characters' }],
           });
-          const only = result.records.length === 1 ? result.records[0] : undefined;
-          return jsonResponse(201, result, only ? { location: `/data/${only.id}` } : {});
-        },
+        }
+        const traceContext = currentTraceparent();
+        const result = await ingest.ingest({
+          body,
+          // Only a keyed request needs the body's digest (same key, same body → replay).
+          ...(key !== undefined && {
+            idempotency: {
+              key,
+              fingerprint: createHash('sha256')
+                .update(request.body ?? '')
+                .digest('base64url'),
+            },
+          }),
+          ...(traceContext !== undefined && { traceContext }),
+        });
+        const only = result.records.length === 1 ? result.records[0] : undefined;
+        return {
+          statusCode: 201,
+          headers: { 'content-type': 'application/json', ...(only && { location: `/data/${only.id}` }) },
+          body: JSON.stringify(result),
+        };
       },
-      { method: 'GET', path: '/openapi.json', handler: openApiRoute(openApi) },
-    ],
-    API_METHODS,
+      openApi: staticJson(openApi),
+    }),
+    API_ROUTES,
   );
 
-  // No early-timeout timer per request: the runtime's request timeout already bounds every request.
-  return middy<HttpEvent, HttpResponse>({ timeoutEarlyInMillis: 0 })
-    .use(requestId())
+  // No early-timeout timer per request: the server's request timeout already bounds every request.
+  return middy<HttpRequest, HttpResponse, Error, FunctionContext>({ timeoutEarlyInMillis: 0 })
     .use(problemErrors(logger))
     .handler(router);
 }

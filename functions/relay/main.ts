@@ -7,9 +7,9 @@ import { AppError } from '#lib/errors';
 import { createKafkaPublisher, createOutboxRelay } from '#lib/events';
 import { problemResponse } from '#lib/http';
 import { createMetrics } from '#lib/observability';
-import { bootstrap, runFunction } from '#lib/runtime';
+import { bootstrap, createAccessLog, runFunction } from '#lib/runtime';
 
-const { config, logger, tracing } = bootstrap(process.env);
+const { config, logger, logging, tracing } = bootstrap(process.env);
 if (config.kafka === undefined) {
   logger.fatal('KAFKA_BROKERS must be set for the relay');
   process.exit(78);
@@ -28,12 +28,14 @@ const postgres = createDatabaseProbe(db);
 metrics.dependency('postgres', postgres.up);
 
 await runFunction({
-  handler: async (event) =>
-    problemResponse(new AppError('route-not-found', `The relay serves no ${event.rawPath}.`), {
-      requestId: event.requestContext.requestId,
-      instance: event.rawPath,
+  handler: async (request) =>
+    problemResponse(new AppError('route-not-found', `The relay serves no ${request.path}.`), {
+      requestId: request.requestId,
+      instance: request.path,
     }),
   logger,
+  logSink: logging.sink,
+  accessLog: createAccessLog(logging),
   functionName: 'relay',
   ...config.http,
   metrics: { contentType: metrics.registry.contentType, render: () => metrics.registry.metrics() },

@@ -1,9 +1,35 @@
 import { createHash, randomUUID } from 'node:crypto';
 import type { CacheConfig } from '#lib/config';
 import { type Logger, SpanKind, withSpan } from '#lib/observability';
-import type { CacheLookup, ListPage, PageKey, PageLookup, RecordCache, StoredRecord } from '#lib/records';
+import type { PageDocument, PageKey, RecordDocument, WriteListener } from '#lib/records';
 import { type BreakerState, createCircuitBreaker } from './circuit-breaker.ts';
 import type { RedisClient } from './redis-client.ts';
+
+export type CacheLookup<T> =
+  | { readonly kind: 'hit'; readonly value: T }
+  | { readonly kind: 'absent' }
+  | { readonly kind: 'miss' }
+  /** Not cached, and a write of this id has been acknowledged recently. */
+  | { readonly kind: 'written' };
+
+/** A page lookup also returns the token under which a freshly computed page must be stored. */
+export interface PageLookup {
+  readonly page: PageDocument | undefined;
+  readonly token: string | undefined;
+}
+
+/**
+ * Redis in front of PostgreSQL. It is an accelerator, never a source of truth: every method is best effort,
+ * bounded in time, and never throws; an unavailable Redis behaves as a miss.
+ */
+export interface RecordCache extends WriteListener {
+  getRecord(id: string): Promise<CacheLookup<RecordDocument>>;
+  putRecord(id: string, document: RecordDocument): Promise<void>;
+  /** Remembers briefly that no record has this id (cleared by `recordsWritten`). */
+  putAbsent(id: string): Promise<void>;
+  getPage(key: PageKey): Promise<PageLookup>;
+  putPage(key: PageKey, token: string, page: PageDocument): Promise<void>;
+}
 
 export interface RecordCacheOptions {
   readonly redis: RedisClient;
@@ -123,19 +149,22 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
   retryTimer.unref();
 
   return {
-    async getRecord(id): Promise<CacheLookup<StoredRecord>> {
+    async getRecord(id): Promise<CacheLookup<RecordDocument>> {
       const value = await guarded('GET', () => redis.get(recordKey(id)));
       if (value === SKIPPED || value === null || value === WRITTEN) {
         misses++;
         return { kind: value === WRITTEN ? 'written' : 'miss' };
       }
       hits++;
-      return value === ABSENT ? { kind: 'absent' } : { kind: 'hit', value: JSON.parse(value) as StoredRecord };
+      if (value === ABSENT) return { kind: 'absent' };
+      // Stored as the ETag followed by the body: a hit goes to the wire without a parse, stringify or hash.
+      const split = value.indexOf('{');
+      return { kind: 'hit', value: { etag: value.slice(0, split), json: value.slice(split) } };
     },
 
-    async putRecord(record) {
+    async putRecord(id, document) {
       await guarded('SET', () =>
-        redis.set(recordKey(record.id), JSON.stringify(record), 'EX', config.recordTtlSeconds),
+        redis.set(recordKey(id), `${document.etag}${document.json}`, 'EX', config.recordTtlSeconds),
       );
     },
 
@@ -152,10 +181,13 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
       }
       const [version, stored] = values;
       const token = version ?? '0';
-      const separator = stored?.indexOf('|') ?? -1;
-      if (stored && separator > 0 && stored.slice(0, separator) === token) {
+      // token \n next cursor ('' on the last page) \n body; none of the three can hold a raw newline.
+      const first = stored?.indexOf('\n') ?? -1;
+      const second = first < 0 ? -1 : (stored?.indexOf('\n', first + 1) ?? -1);
+      if (stored && second > 0 && stored.slice(0, first) === token) {
         hits++;
-        return { page: JSON.parse(stored.slice(separator + 1)) as ListPage, token };
+        const cursor = stored.slice(first + 1, second);
+        return { page: { nextCursor: cursor === '' ? null : cursor, json: stored.slice(second + 1) }, token };
       }
       misses++;
       return { page: undefined, token };
@@ -163,7 +195,7 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
 
     async putPage(key, token, page) {
       await guarded('SET', () =>
-        redis.set(pageKey(key), `${token}|${JSON.stringify(page)}`, 'PX', config.listTtlSeconds * 1000),
+        redis.set(pageKey(key), `${token}\n${page.nextCursor ?? ''}\n${page.json}`, 'PX', config.listTtlSeconds * 1000),
       );
     },
 
@@ -173,16 +205,16 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
         keys.add(recordKey(record.id));
         keys.add(versionKey(`{src:${record.source}}`));
       }
-      const now = Date.now();
-      await Promise.all(
-        [...keys].map(async (key) => {
-          const done = await guarded('invalidate', async () => {
-            await applyInvalidation(key);
-            return true;
-          });
-          if (done !== true) pending.set(key, now);
-        }),
-      );
+      // One guarded call for the whole batch: auto-pipelining sends the SETs in one write (one per node in a
+      // cluster), and one breaker decision and one span cover them.
+      const done = await guarded('invalidate', async () => {
+        await Promise.all([...keys].map(applyInvalidation));
+        return true;
+      });
+      if (done !== true) {
+        const now = Date.now();
+        for (const key of keys) pending.set(key, now);
+      }
     },
 
     stats: () => ({

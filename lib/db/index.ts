@@ -19,4 +19,5 @@ export {
   partitionPlanFrom,
   schedulePartitionMaintenance,
 } from './partitions.ts';
-export { createRecordRepository, type RecordRepositoryOptions } from './record-repository.ts';
+export { createPreparedStatements, type PreparedStatements } from './prepared.ts';
+export { createRecordReader, createRecordWriter, type RecordRepositoryOptions } from './record-repository.ts';

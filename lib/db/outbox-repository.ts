@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import type { OutboxEntry, OutboxRecord, OutboxStore } from '#lib/events';
+import type { OutboxEntry, OutboxStore } from '#lib/events';
 import { guardDatabase } from './errors.ts';
 
 /**
@@ -15,12 +15,11 @@ export function createOutboxRepository(db: Knex): OutboxStore {
         () =>
           db.transaction(async (trx) => {
             const claimed = await trx.raw(
-              'SELECT id::text AS id, records FROM outbox ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED',
+              `SELECT id::text AS id, record_id::text AS "recordId", event, trace
+               FROM outbox ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED`,
               [limit],
             );
-            const entries = (claimed.rows as Array<{ id: string; records: OutboxRecord[] }>).map(
-              (row): OutboxEntry => ({ id: row.id, records: row.records }),
-            );
+            const entries = claimed.rows as OutboxEntry[];
             if (entries.length === 0) return 0;
             await publish(entries);
             await trx.raw('DELETE FROM outbox WHERE id = ANY(?::bigint[])', [entries.map((e) => e.id)]);

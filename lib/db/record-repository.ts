@@ -1,42 +1,30 @@
 import type { Knex } from 'knex';
-import {
-  formatUtcTimestamp,
-  type IdempotentWriteOutcome,
-  type IngestResult,
-  type JsonObject,
-  type NewRecord,
-  type RecordStore,
-  type StoredRecord,
-  type WriteResult,
+import type {
+  IdempotentWriteOutcome,
+  IngestResult,
+  ListedRecord,
+  ListQuery,
+  NewRecord,
+  RecordReader,
+  RecordWriter,
+  WriteResult,
 } from '#lib/records';
 import { guardDatabase } from './errors.ts';
+import { createPreparedStatements, numbered } from './prepared.ts';
 
 export interface RecordRepositoryOptions {
   /** Primary: every write, and reads unless a replica is given. */
   readonly db: Knex;
-  /** Optional read replica for `findById` and `list`. */
-  readonly readDb?: Knex;
   /** Called after a write that created records has committed (wakes the outbox relay). */
   readonly onCommitted?: (createdIds: readonly string[]) => void;
   readonly idempotencyTtlHours: number;
 }
 
-interface RecordRow {
-  id: string;
-  source: string;
-  type: string;
-  ts: string;
-  payload: JsonObject;
-  received: string;
-}
-
-// Timestamps leave PostgreSQL as UTC text with all six fractional digits: a JS Date would drop microseconds and
-// so break keyset positions of rows written within the same millisecond.
-const UTC_TEXT = (column: string) => `to_char(${column} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')`;
-const RECORD_COLUMNS = `r.id, r.source, r.type, ${UTC_TEXT('r."timestamp"')} AS ts, r.payload, ${UTC_TEXT('r.received_at')} AS received`;
+// The JSON text of a record, built by PostgreSQL (migration 0004): reads and events send it as it is.
+const RECORD_JSON = 'ds_record_json(r.id, r.source, r.type, r."timestamp", r.payload, r.received_at)';
 
 // One statement claims the ids in the registry, inserts only the rows whose claim succeeded, and writes one outbox
-// row listing them: two writers of the same id serialise on the registry's unique index (the loser sees
+// event per inserted record: two writers of the same id serialise on the registry's unique index (the loser sees
 // `duplicate`, never an error), and no record commits without its event. Claims are taken in id order so that
 // overlapping batches cannot deadlock.
 const INSERT_SQL = `
@@ -49,54 +37,46 @@ const INSERT_SQL = `
     ON CONFLICT (id) DO NOTHING
     RETURNING id
   ), inserted AS (
-    INSERT INTO records (id, source, type, "timestamp", payload)
+    INSERT INTO records AS r (id, source, type, "timestamp", payload)
     SELECT i.id, i.source, i.type, i."timestamp", i.payload FROM input i JOIN claimed c USING (id)
-    RETURNING id, source, type, "timestamp", payload, received_at
+    RETURNING r.id, ${RECORD_JSON} AS json
   ), announced AS (
-    INSERT INTO outbox (records)
-    SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
-      'id', n.id, 'source', n.source, 'type', n.type, 'payload', n.payload, 'trace', NULLIF(i.trace, ''),
-      'timestamp', ${UTC_TEXT('n."timestamp"')}, 'received_at', ${UTC_TEXT('n.received_at')})))
-    FROM inserted n JOIN input i USING (id)
-    HAVING count(*) > 0
+    INSERT INTO outbox (record_id, event, trace)
+    SELECT n.id, ds_record_event_json(n.json), NULLIF(i.trace, '') FROM inserted n JOIN input i USING (id)
   )
   SELECT id FROM inserted`;
 
 // By id in two steps: the registry gives the row's timestamp, then the record is read from exactly one partition.
 // A single statement would be planned (and lock) against every partition, which grows with retention.
 // The timestamp travels as text: a JS Date would drop its microseconds and miss the row.
-const TIMESTAMP_OF_ID_SQL = 'SELECT "timestamp"::text AS at FROM record_ids WHERE id = ?';
-const FIND_BY_ID_SQL = `SELECT ${RECORD_COLUMNS} FROM records r WHERE r."timestamp" = ?::timestamptz AND r.id = ?`;
+const TIMESTAMP_OF_ID_SQL = 'SELECT "timestamp"::text AS at FROM record_ids WHERE id = $1';
+const FIND_BY_ID_SQL = `SELECT ${RECORD_JSON} AS json FROM records r WHERE r."timestamp" = $1::timestamptz AND r.id = $2`;
 
-/** PostgreSQL implementation of the domain's `RecordStore`. */
-export function createRecordRepository({
-  db,
-  readDb = db,
-  idempotencyTtlHours,
-  onCommitted,
-}: RecordRepositoryOptions): RecordStore {
+/** PostgreSQL implementation of the domain's `RecordWriter`. */
+export function createRecordWriter({ db, idempotencyTtlHours, onCommitted }: RecordRepositoryOptions): RecordWriter {
+  const statements = createPreparedStatements(db);
   const committed = (written: readonly WriteResult[]) => {
     const created = written.filter((w) => w.status === 'created').map((w) => w.id);
     if (created.length > 0) onCommitted?.(created);
   };
-
-  async function insertWith(runner: Knex | Knex.Transaction, records: readonly NewRecord[]): Promise<WriteResult[]> {
-    const result = await runner.raw(INSERT_SQL, [
-      records.map((r) => r.id),
-      records.map((r) => r.source),
-      records.map((r) => r.type),
-      records.map((r) => r.timestamp),
-      records.map((r) => JSON.stringify(r.payload)),
-      records.map((r) => r.traceContext ?? ''),
-    ]);
-    const created = new Set((result.rows as Array<{ id: string }>).map((row) => row.id));
+  const bindings = (records: readonly NewRecord[]) => [
+    records.map((r) => r.id),
+    records.map((r) => r.source),
+    records.map((r) => r.type),
+    records.map((r) => r.timestamp),
+    records.map((r) => r.payloadJson),
+    records.map((r) => r.traceContext ?? ''),
+  ];
+  const resultOf = (records: readonly NewRecord[], rows: ReadonlyArray<{ id: string }>): WriteResult[] => {
+    const created = new Set(rows.map((row) => row.id));
     return records.map((r) => ({ id: r.id, status: created.has(r.id) ? 'created' : 'duplicate' }));
-  }
+  };
 
   return {
     insert: (records) =>
       guardDatabase(async () => {
-        const written = await insertWith(db, records);
+        const result = await statements.run<{ id: string }>('insert-records', numbered(INSERT_SQL), bindings(records));
+        const written = resultOf(records, result.rows);
         committed(written);
         return written;
       }, 'insert records'),
@@ -121,7 +101,8 @@ export function createRecordRepository({
               ? { kind: 'replayed', result: row.response }
               : { kind: 'fingerprint-mismatch' };
           }
-          const result = claim.result(await insertWith(trx, records));
+          const inserted = await trx.raw(INSERT_SQL, bindings(records));
+          const result = claim.result(resultOf(records, inserted.rows as Array<{ id: string }>));
           await trx.raw(
             `INSERT INTO idempotency_keys (key, fingerprint, response) VALUES (?, ?, ?)
              ON CONFLICT (key) DO UPDATE
@@ -133,47 +114,56 @@ export function createRecordRepository({
         if (outcome.kind === 'committed') committed(outcome.result.records);
         return outcome;
       }, 'insert records idempotent'),
+  };
+}
 
-    findById: (id) =>
+/** PostgreSQL implementation of the domain's `RecordReader`; `db` may be a read replica. */
+export function createRecordReader(db: Knex): RecordReader {
+  const statements = createPreparedStatements(db);
+  return {
+    findJsonById: (id) =>
       guardDatabase(async () => {
-        const registered = await readDb.raw(TIMESTAMP_OF_ID_SQL, [id]);
-        const at = (registered.rows as Array<{ at: string }>)[0]?.at;
+        const registered = await statements.run<{ at: string }>('record-timestamp', TIMESTAMP_OF_ID_SQL, [id]);
+        const at = registered.rows[0]?.at;
         if (at === undefined) return undefined;
-        const result = await readDb.raw(FIND_BY_ID_SQL, [at, id]);
-        const row = (result.rows as RecordRow[])[0];
-        return row === undefined ? undefined : toStoredRecord(row);
+        const found = await statements.run<{ json: string }>('record-by-id', FIND_BY_ID_SQL, [at, id]);
+        return found.rows[0]?.json;
       }, 'select record'),
 
     list: (query) =>
       guardDatabase(async () => {
-        const builder = readDb('records as r').select(readDb.raw(RECORD_COLUMNS));
-        if (query.source !== undefined) builder.where('r.source', query.source);
-        if (query.type !== undefined) builder.where('r.type', query.type);
-        if (query.from !== undefined) builder.where('r.timestamp', '>=', query.from);
-        if (query.to !== undefined) builder.where('r.timestamp', '<', query.to);
-        if (query.after !== undefined) {
-          builder.whereRaw('(r."timestamp", r.id) < (?::timestamptz, ?::uuid)', [
-            `${query.after.timestamp}`,
-            query.after.id,
-          ]);
-        }
-        builder.orderBy([
-          { column: 'r.timestamp', order: 'desc' },
-          { column: 'r.id', order: 'desc' },
-        ]);
-        const rows = (await builder.limit(query.limit)) as RecordRow[];
-        return rows.map(toStoredRecord);
+        const { name, text, values } = listStatement(query);
+        const result = await statements.run<ListedRecord>(name, text, values);
+        return result.rows;
       }, 'select records page'),
   };
 }
 
-function toStoredRecord(row: RecordRow): StoredRecord {
-  return {
-    id: row.id,
-    source: row.source,
-    type: row.type,
-    timestamp: formatUtcTimestamp(row.ts),
-    payload: row.payload,
-    received_at: formatUtcTimestamp(row.received),
+/**
+ * The keyset page query for the filters present: one named statement per combination of filters (at most 32),
+ * each matching an index whose order is exactly the ORDER BY, so no plan sorts.
+ */
+function listStatement(query: ListQuery): { name: string; text: string; values: unknown[] } {
+  const where: string[] = [];
+  const values: unknown[] = [];
+  let shape = '';
+  const add = (flag: string, condition: (n: number) => string, value: unknown) => {
+    values.push(value);
+    where.push(condition(values.length));
+    shape += flag;
   };
+  if (query.source !== undefined) add('s', (n) => `r.source = $${n}`, query.source);
+  if (query.type !== undefined) add('t', (n) => `r.type = $${n}`, query.type);
+  if (query.from !== undefined) add('f', (n) => `r."timestamp" >= $${n}::timestamptz`, query.from);
+  if (query.to !== undefined) add('u', (n) => `r."timestamp" < $${n}::timestamptz`, query.to);
+  if (query.after !== undefined) {
+    values.push(query.after.timestamp, query.after.id);
+    where.push(`(r."timestamp", r.id) < ($${values.length - 1}::timestamptz, $${values.length}::uuid)`);
+    shape += 'a';
+  }
+  values.push(query.limit);
+  const text = `SELECT r.id::text AS id, ds_utc_text(r."timestamp") AS timestamp, ${RECORD_JSON} AS json
+    FROM records r ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+    ORDER BY r."timestamp" DESC, r.id DESC LIMIT $${values.length}`;
+  return { name: `list-records-${shape || 'all'}`, text, values };
 }

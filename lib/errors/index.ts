@@ -11,6 +11,9 @@ export interface FieldIssue {
 }
 
 export type ErrorCode =
+  | 'malformed-request'
+  | 'request-timeout'
+  | 'headers-too-large'
   | 'malformed-json'
   | 'unsupported-media-type'
   | 'payload-too-large'

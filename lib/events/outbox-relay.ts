@@ -28,7 +28,7 @@ export interface OutboxRelay {
 }
 
 /**
- * The transactional outbox's relay: claims committed outbox rows, publishes one message per record, and deletes
+ * The transactional outbox's relay: claims committed outbox rows, publishes each row's ready event, and deletes
  * the rows only after the broker acknowledged. Several relays can run at once (rows are claimed with
  * SKIP LOCKED). A broker outage never touches ingest: rows wait, the relay backs off, and the backlog drains when
  * the broker returns.
@@ -52,18 +52,16 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     store.relayBatch(batchSize, async (entries) => {
       // One producer span per originating trace, so each write's trace continues into Kafka and its consumers.
       const traces = new Map<string, ReturnType<typeof startProducerSpan>>();
-      const messages = entries.flatMap((entry) =>
-        entry.records.map((record) => {
-          const key = record.trace ?? '';
-          let produced = traces.get(key);
-          if (produced === undefined) {
-            produced = startProducerSpan('records publish', record.trace, { 'messaging.system': 'kafka' });
-            traces.set(key, produced);
-          }
-          const message = toRecordMessage(record);
-          return { ...message, headers: { ...message.headers, ...produced.headers } };
-        }),
-      );
+      const messages = entries.map((entry) => {
+        const key = entry.trace ?? '';
+        let produced = traces.get(key);
+        if (produced === undefined) {
+          produced = startProducerSpan('records publish', entry.trace ?? undefined, { 'messaging.system': 'kafka' });
+          traces.set(key, produced);
+        }
+        const message = toRecordMessage(entry);
+        return { ...message, headers: { ...message.headers, ...produced.headers } };
+      });
       try {
         await publisher.publish(messages);
         eventsPublished += messages.length;

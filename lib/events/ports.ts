@@ -1,26 +1,18 @@
 /** What the outbox relay needs from storage and from the broker; `lib/db` and the kafkajs publisher implement them. */
 
-/** A committed record as the outbox carries it; timestamps as PostgreSQL UTC text. */
-export interface OutboxRecord {
-  readonly id: string;
-  readonly source: string;
-  readonly type: string;
-  readonly timestamp: string;
-  readonly payload: unknown;
-  readonly received_at: string;
-  /** traceparent of the write that created the record, when it was traced. */
-  readonly trace?: string;
-}
-
-/** One outbox row: every record created by one committed write. */
+/** One outbox row: the ready event of one committed record (its JSON text was built by PostgreSQL). */
 export interface OutboxEntry {
   readonly id: string;
-  readonly records: readonly OutboxRecord[];
+  readonly recordId: string;
+  /** The event value, exactly as consumers receive it. */
+  readonly event: string;
+  /** traceparent of the write that created the record, when it was traced. */
+  readonly trace: string | null;
 }
 
 export interface OutboxStore {
   /**
-   * Claims up to `limit` rows no other relay holds, hands them to `publish`, and deletes them only when it
+   * Claims up to `limit` rows (events) no other relay holds, hands them to `publish`, and deletes them only when it
    * resolves; a rejection releases them untouched. Resolves with the number of rows relayed.
    */
   relayBatch(limit: number, publish: (entries: readonly OutboxEntry[]) => Promise<void>): Promise<number>;

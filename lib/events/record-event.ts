@@ -1,44 +1,39 @@
-import { formatUtcTimestamp } from '#lib/records';
-import type { EventMessage, OutboxRecord } from './ports.ts';
+import Joi from 'joi';
+import { type StoredRecord, storedRecordSchema } from '#lib/records';
+import type { EventMessage, OutboxEntry } from './ports.ts';
 
 /** Bumped on any incompatible change of the event value; consumers switch on the `event-version` header. */
 export const RECORD_EVENT_VERSION = 1;
 export const RECORD_CREATED = 'record.created';
 
-/** The JSON value consumers receive; `record` is exactly what `GET /data/{id}` answers. */
+/**
+ * The value of each Kafka message, declared once: its JSON Schema is published in the OpenAPI document
+ * (components.schemas.RecordCreatedEvent). PostgreSQL writes the text (migration 0004, `ds_record_event_json`);
+ * `record` is exactly what `GET /data/{id}` answers, and a test holds the two equal.
+ */
+export const recordEventSchema = Joi.object({
+  version: Joi.number().integer().valid(RECORD_EVENT_VERSION).required(),
+  event: Joi.string().valid(RECORD_CREATED).required(),
+  record: storedRecordSchema.required(),
+})
+  .unknown(false)
+  .id('RecordCreatedEvent')
+  .description('The value of each message on the records topic; the key is the record id.');
+
 export interface RecordCreatedEvent {
   readonly version: typeof RECORD_EVENT_VERSION;
   readonly event: typeof RECORD_CREATED;
-  readonly record: {
-    readonly id: string;
-    readonly source: string;
-    readonly type: string;
-    readonly timestamp: string;
-    readonly payload: unknown;
-    readonly received_at: string;
-  };
+  readonly record: StoredRecord;
 }
 
 /**
  * One Kafka message per record, keyed by the record id: all events of a record land on one partition, and a
- * consumer dedupes the at-least-once stream by that key.
+ * consumer dedupes the at-least-once stream by that key. The value is sent as PostgreSQL wrote it.
  */
-export function toRecordMessage(record: OutboxRecord): EventMessage {
-  const value: RecordCreatedEvent = {
-    version: RECORD_EVENT_VERSION,
-    event: RECORD_CREATED,
-    record: {
-      id: record.id,
-      source: record.source,
-      type: record.type,
-      timestamp: formatUtcTimestamp(record.timestamp),
-      payload: record.payload,
-      received_at: formatUtcTimestamp(record.received_at),
-    },
-  };
+export function toRecordMessage(entry: OutboxEntry): EventMessage {
   return {
-    key: record.id,
-    value: JSON.stringify(value),
+    key: entry.recordId,
+    value: entry.event,
     headers: {
       'content-type': 'application/json',
       'event-type': RECORD_CREATED,

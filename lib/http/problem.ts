@@ -2,8 +2,9 @@
  * The single place where errors become HTTP: every `AppError` code has one status and one problem type, and
  * anything that is not an `AppError` is a 500 whose body says nothing about its cause.
  */
+import Joi from 'joi';
 import { AppError, type ErrorCode, type FieldIssue, isAppError } from '#lib/errors';
-import { type HttpResponse, PROBLEM_CONTENT_TYPE } from './types.ts';
+import { type HttpResponse, PROBLEM_CONTENT_TYPE } from './request.ts';
 
 interface ProblemKind {
   readonly status: number;
@@ -13,6 +14,9 @@ interface ProblemKind {
 export const PROBLEM_TYPE_BASE = 'https://data-service.dev/problems/';
 
 const KINDS: Readonly<Record<ErrorCode, ProblemKind>> = {
+  'malformed-request': { status: 400, title: 'Bad request' },
+  'request-timeout': { status: 408, title: 'Request timeout' },
+  'headers-too-large': { status: 431, title: 'Request header fields too large' },
   'malformed-json': { status: 400, title: 'Malformed JSON' },
   'invalid-parameter': { status: 400, title: 'Invalid parameter' },
   'invalid-cursor': { status: 400, title: 'Invalid cursor' },
@@ -67,7 +71,7 @@ export function toAppError(error: unknown): AppError {
 export function problemResponse(
   error: unknown,
   context: { readonly requestId?: string | undefined; readonly instance?: string | undefined } = {},
-): HttpResponse {
+): HttpResponse & { body: string } {
   const appError = toAppError(error);
   const { status, title } = KINDS[appError.code];
   const body: ProblemBody = { type: problemType(appError.code), title, status, detail: appError.message };
@@ -79,3 +83,21 @@ export function problemResponse(
   if (appError.allow !== undefined) headers.allow = appError.allow.join(', ');
   return { statusCode: status, headers, body: JSON.stringify(body) };
 }
+
+/** The problem body as a contract shape (OpenAPI `Problem`), declared beside the one function that renders it. */
+export const problemSchema = Joi.object({
+  type: Joi.string()
+    .valid(...problemCatalogue().map((p) => problemType(p.code)))
+    .required(),
+  title: Joi.string().required(),
+  status: Joi.number().integer().required(),
+  detail: Joi.string().required(),
+  instance: Joi.string(),
+  request_id: Joi.string(),
+  errors: Joi.array().items(
+    Joi.object({
+      pointer: Joi.string().allow('').required().description('RFC 6901 JSON pointer'),
+      detail: Joi.string().required(),
+    }),
+  ),
+}).id('Problem');

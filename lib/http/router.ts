@@ -1,77 +1,77 @@
 import { AppError } from '#lib/errors';
-import type { HttpContext, HttpEvent, HttpResponse } from './types.ts';
+import type { HttpRequest, HttpResponse } from './request.ts';
 
-export type RouteHandler = (
-  event: HttpEvent,
-  params: Readonly<Record<string, string>>,
-  context: HttpContext,
-) => Promise<HttpResponse>;
+export type Method = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
-export interface Route {
-  readonly method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+/** What the router needs of a route declaration (lib/api/routes.ts holds the API's). */
+export interface RouteDefinition {
+  readonly method: Method;
   /** A path template such as `/data/{id}`. */
   readonly path: string;
+}
+
+export type RouteHandler = (request: HttpRequest) => Promise<HttpResponse>;
+
+export interface BoundRoute extends RouteDefinition {
   readonly handler: RouteHandler;
 }
 
-interface CompiledRoute extends Route {
+interface CompiledRoute extends BoundRoute {
   readonly pattern: RegExp;
   readonly names: readonly string[];
+  readonly key: string;
 }
+
+const METHOD_ORDER = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
 
 /**
  * Dispatches on method and path. An unknown path is a 404; a known path with another method is a 405 whose
- * `Allow` lists `apiMethods` — the methods of the whole public API on that path, which the ingress splits
- * between the two functions — so a client sees one consistent API. HEAD runs the GET handler.
+ * `Allow` lists the methods of the whole API on that path (`api`: both functions' routes, which the ingress
+ * splits between them), so a client sees one consistent API. HEAD runs the GET handler; OPTIONS answers `Allow`.
  */
-export function createRouter(routes: readonly Route[], apiMethods: Readonly<Record<string, readonly string[]>> = {}) {
-  const compiled = routes.map(compile);
-  const templates = new Map<string, RegExp>();
-  for (const path of new Set([...routes.map((r) => r.path), ...Object.keys(apiMethods)])) {
-    templates.set(path, compilePath(path).pattern);
-  }
+export function createRouter(routes: readonly BoundRoute[], api: readonly RouteDefinition[] = routes) {
+  const compiled: CompiledRoute[] = routes.map((route) => ({
+    ...route,
+    ...compilePath(route.path),
+    key: `${route.method} ${route.path}`,
+  }));
+  const templates = [...new Set([...api, ...routes].map((r) => r.path))].map((path) => ({
+    path,
+    pattern: compilePath(path).pattern,
+    allow: allowedMethods(path, [...api, ...routes]),
+  }));
 
-  return async function route(event: HttpEvent, context: HttpContext): Promise<HttpResponse> {
-    const path = event.rawPath;
-    const method = event.requestContext.http.method.toUpperCase();
+  return async function route(request: HttpRequest): Promise<HttpResponse> {
+    const { path, method } = request;
     const wanted = method === 'HEAD' ? 'GET' : method;
     for (const candidate of compiled) {
       if (candidate.method !== wanted) continue;
       const match = candidate.pattern.exec(path);
       if (match) {
-        // As API Gateway does: the matched template, so logs and metrics name routes, never raw paths.
-        event.routeKey = `${candidate.method} ${candidate.path}`;
-        event.requestContext.routeKey = event.routeKey;
-        return candidate.handler(event, extractParams(candidate, match), context);
+        request.route = candidate.key;
+        if (candidate.names.length > 0) request.params = extractParams(candidate, match);
+        return candidate.handler(request);
       }
     }
-    const template = [...templates].find(([, pattern]) => pattern.test(path))?.[0];
+    const template = templates.find((t) => t.pattern.test(path));
     if (template === undefined) {
       throw new AppError('route-not-found', `No resource at ${truncate(path)}. See /openapi.json for the API.`);
     }
-    const allow = allowedMethods(template, routes, apiMethods);
-    if (method === 'OPTIONS') {
-      return { statusCode: 204, headers: { allow: allow.join(', ') }, body: '' };
-    }
-    throw new AppError('method-not-allowed', `${method} is not allowed on ${template}; use ${allow.join(', ')}.`, {
-      allow,
-    });
+    request.route = `${method} ${template.path}`;
+    if (method === 'OPTIONS') return { statusCode: 204, headers: { allow: template.allow.join(', ') }, body: '' };
+    throw new AppError(
+      'method-not-allowed',
+      `${truncate(method)} is not allowed on ${template.path}; use ${template.allow.join(', ')}.`,
+      { allow: template.allow },
+    );
   };
 }
 
-function allowedMethods(
-  template: string,
-  routes: readonly Route[],
-  apiMethods: Readonly<Record<string, readonly string[]>>,
-): string[] {
-  const methods = new Set<string>(apiMethods[template] ?? []);
-  for (const r of routes) if (r.path === template) methods.add(r.method);
+function allowedMethods(template: string, routes: readonly RouteDefinition[]): string[] {
+  const methods = new Set<string>(routes.filter((r) => r.path === template).map((r) => r.method));
   if (methods.has('GET')) methods.add('HEAD');
-  const order = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'];
-  return order.filter((m) => methods.has(m));
+  return METHOD_ORDER.filter((m) => methods.has(m));
 }
-
-const compile = (route: Route): CompiledRoute => ({ ...route, ...compilePath(route.path) });
 
 function compilePath(path: string): { pattern: RegExp; names: string[] } {
   const names: string[] = [];

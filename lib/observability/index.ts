@@ -1,9 +1,16 @@
-export { createLogger, createSilentLogger, type Logger, type LoggerOptions } from './logger.ts';
+export {
+  createLogging,
+  createSilentLogger,
+  type Logger,
+  type LoggerOptions,
+  type Logging,
+  type LogSink,
+} from './logger.ts';
 export { createMetrics, type Metrics } from './metrics.ts';
 export {
   activeTraceIds,
   currentTraceparent,
-  extractContext,
+  requestTraceContext,
   type Span,
   SpanKind,
   startProducerSpan,
@@ -11,5 +18,6 @@ export {
   type Tracing,
   type TracingOptions,
   tracingEnabled,
+  withRequestSpan,
   withSpan,
 } from './tracing.ts';

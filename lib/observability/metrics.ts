@@ -49,6 +49,7 @@ export function createMetrics(labels: { service: string; revision: string }): Me
     buckets: LATENCY_BUCKETS,
     registers: [registry],
   });
+  const requestSeries = new Map<string, { observe(value: number): void }>();
   const batchSize = new Histogram({
     name: `${PREFIX}group_commit_batch_records`,
     help: 'Records per group-commit batch (one INSERT and one commit).',
@@ -83,8 +84,16 @@ export function createMetrics(labels: { service: string; revision: string }): Me
 
   return {
     registry,
-    observeRequest: ({ route, method, status, durationSeconds }) =>
-      requestDuration.observe({ route, method, status: String(status) }, durationSeconds),
+    observeRequest: ({ route, method, status, durationSeconds }) => {
+      // One child per label combination, found by one string key: no label object hashed per request.
+      const key = `${route}\u0000${method}\u0000${status}`;
+      let child = requestSeries.get(key);
+      if (child === undefined) {
+        child = requestDuration.labels(route, method, String(status));
+        requestSeries.set(key, child);
+      }
+      child.observe(durationSeconds);
+    },
     pool: (name, read) => {
       pools.set(name, read);
     },
@@ -142,7 +151,7 @@ export function createMetrics(labels: { service: string; revision: string }): Me
       };
       new Gauge({
         name: `${PREFIX}outbox_backlog_rows`,
-        help: 'Committed writes whose events are not yet acknowledged by Kafka.',
+        help: 'Record events committed but not yet acknowledged by Kafka.',
         registers: [registry],
         async collect() {
           await refresh();
@@ -151,7 +160,7 @@ export function createMetrics(labels: { service: string; revision: string }): Me
       });
       new Gauge({
         name: `${PREFIX}outbox_oldest_age_seconds`,
-        help: 'Age of the oldest unpublished outbox row: the event publish lag.',
+        help: 'Age of the oldest unpublished outbox event: the event publish lag.',
         registers: [registry],
         async collect() {
           await refresh();

@@ -21,12 +21,12 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
+  AlwaysOnSampler,
   BasicTracerProvider,
   BatchSpanProcessor,
   ParentBasedSampler,
   SimpleSpanProcessor,
   type SpanExporter,
-  TraceIdRatioBasedSampler,
 } from '@opentelemetry/sdk-trace-base';
 
 export type { Span };
@@ -48,6 +48,7 @@ export interface Tracing {
 }
 
 let enabled = false;
+let sampleRatio = 0;
 const TRACER = 'data-service';
 
 /** Installs the tracer provider, context manager and W3C propagator; without an exporter tracing stays off. */
@@ -59,13 +60,16 @@ export function startTracing(options: TracingOptions): Tracing {
     options.exporter ?? new OTLPTraceExporter({ url: `${options.otlpEndpoint?.replace(/\/$/, '')}/v1/traces` });
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ 'service.name': options.serviceName, 'service.version': options.revision }),
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(options.sampleRatio) }),
+    // The ratio is applied before a request span exists (`requestTraceContext`), so that the 99 % of requests
+    // left out cost nothing at all; whatever reaches the sampler as a root was already chosen.
+    sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
     spanProcessors: [options.exporter ? new SimpleSpanProcessor(exporter) : new BatchSpanProcessor(exporter)],
   });
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   trace.setGlobalTracerProvider(provider);
   enabled = true;
+  sampleRatio = options.sampleRatio;
   return {
     async shutdown() {
       enabled = false;
@@ -80,24 +84,57 @@ export function startTracing(options: TracingOptions): Tracing {
 /** Whether spans are being recorded at all (cheap check for hot paths). */
 export const tracingEnabled = (): boolean => enabled;
 
-/** Runs `work` inside a new active span; records errors; a plain call when tracing is off. */
+/**
+ * Runs `work` inside a new active child span of the current one; records errors. A plain call when tracing is
+ * off or nothing is being traced here: only a request span (`withRequestSpan`) starts a trace.
+ */
 export async function withSpan<T>(
   name: string,
   attributes: Attributes,
   kind: SpanKind,
   work: (span: Span | undefined) => Promise<T>,
-  parent?: Context,
 ): Promise<T> {
   if (!enabled) return work(undefined);
-  const active = parent ?? context.active();
-  // Inside a request that was not sampled (99 % of them at the default ratio) children would not be recorded
-  // either: skip them, so that tracing at 1 % costs about one span per request, not one per operation.
+  const active = context.active();
   const current = trace.getSpan(active);
   // (A remote parent extracted from traceparent is never "recording" here; the sampler still decides for it.)
-  if (current !== undefined && !current.isRecording() && current.spanContext().isRemote !== true)
+  if (current === undefined || (!current.isRecording() && current.spanContext().isRemote !== true)) {
     return work(undefined);
-  const tracer = trace.getTracer(TRACER);
-  return tracer.startActiveSpan(name, { kind, attributes }, active, async (span) => {
+  }
+  return inSpan(name, attributes, kind, active, work);
+}
+
+/**
+ * The trace a request joins: the caller's `traceparent` (its sampled flag decides), or a new trace for a share
+ * `sampleRatio` of the others; undefined means "not traced", and such a request costs no span and no context.
+ */
+export function requestTraceContext(
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+): Context | undefined {
+  if (!enabled) return undefined;
+  if (headers.traceparent !== undefined) return propagation.extract(ROOT_CONTEXT, headers);
+  return Math.random() < sampleRatio ? ROOT_CONTEXT : undefined;
+}
+
+/** Runs `work` in a server span under `parent` (from `requestTraceContext`), or plainly when undefined. */
+export function withRequestSpan<T>(
+  name: string,
+  attributes: Attributes,
+  parent: Context | undefined,
+  work: (span: Span | undefined) => Promise<T>,
+): Promise<T> {
+  if (parent === undefined) return work(undefined);
+  return inSpan(name, attributes, SpanKind.SERVER, parent, work);
+}
+
+function inSpan<T>(
+  name: string,
+  attributes: Attributes,
+  kind: SpanKind,
+  parent: Context,
+  work: (span: Span | undefined) => Promise<T>,
+): Promise<T> {
+  return trace.getTracer(TRACER).startActiveSpan(name, { kind, attributes }, parent, async (span) => {
     try {
       return await work(span);
     } catch (error) {
@@ -108,12 +145,6 @@ export async function withSpan<T>(
       span.end();
     }
   });
-}
-
-/** The context a caller sent in `traceparent`/`tracestate` headers (ROOT when none or tracing is off). */
-export function extractContext(headers: Readonly<Record<string, string | string[] | undefined>>): Context {
-  if (!enabled) return ROOT_CONTEXT;
-  return propagation.extract(ROOT_CONTEXT, headers);
 }
 
 /** The active trace as a `traceparent` value, to carry it across an asynchronous hop (the outbox). */
@@ -130,8 +161,9 @@ export function startProducerSpan(
   traceparent: string | undefined,
   attributes: Attributes,
 ): { span: Span | undefined; headers: Record<string, string> } {
-  if (!enabled) return { span: undefined, headers: traceparent ? { traceparent } : {} };
-  const parent = traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }) : ROOT_CONTEXT;
+  // A write that was not traced has no trace to continue: its events travel without a span.
+  if (!enabled || traceparent === undefined) return { span: undefined, headers: traceparent ? { traceparent } : {} };
+  const parent = propagation.extract(ROOT_CONTEXT, { traceparent });
   const span = trace.getTracer(TRACER).startSpan(name, { kind: SpanKind.PRODUCER, attributes }, parent);
   const headers: Record<string, string> = {};
   propagation.inject(trace.setSpan(parent, span), headers);

@@ -1,5 +1,5 @@
 import { AppError } from '#lib/errors';
-import type { RecordStore } from './ports.ts';
+import type { RecordWriter } from './ports.ts';
 import type { NewRecord, WriteResult } from './types.ts';
 
 export interface GroupCommitOptions {
@@ -31,9 +31,9 @@ interface Pending {
 
 /**
  * Group commit: concurrent `insert` calls in one process are coalesced into one multi-row INSERT (and so one
- * outbox row and one commit) per batch; each caller resolves when its own batch has committed. While the
+ * outbox statement and one commit) per batch; each caller resolves when its own batch has committed. While the
  * database is busy with `concurrency` batches, new requests gather into the next one, so batches grow with load
- * and no time is lost when the process is idle. Other `RecordStore` methods pass through.
+ * and no time is lost when the process is idle. Idempotent writes pass through (each is its own transaction).
  *
  * - Ids repeated across waiting requests never share a batch: the later request goes into the next batch and
  *   sees `duplicate`, exactly as if it had arrived alone.
@@ -42,10 +42,10 @@ interface Pending {
  * - The queue is bounded: past `maxQueuedRecords` a request is refused at once with 503 + Retry-After.
  */
 export function createGroupCommitStore(
-  inner: RecordStore,
+  inner: RecordWriter,
   options: GroupCommitOptions,
   onBatch?: (records: number, waitedMs: number) => void,
-): RecordStore & { stats(): GroupCommitStats } {
+): RecordWriter & { stats(): GroupCommitStats } {
   const queue: Pending[] = [];
   let queuedRecords = 0;
   let inFlight = 0;
@@ -131,7 +131,6 @@ export function createGroupCommitStore(
   }
 
   return {
-    ...inner,
     insert(records) {
       if (queuedRecords + records.length > options.maxQueuedRecords) {
         shed++;
@@ -146,8 +145,6 @@ export function createGroupCommitStore(
       });
     },
     insertIdempotent: (records, claim) => inner.insertIdempotent(records, claim),
-    findById: (id) => inner.findById(id),
-    list: (query) => inner.list(query),
     stats: () => ({ batches, records: committedRecords, queuedRecords, inFlight, shed }),
   };
 }

@@ -1,36 +1,44 @@
 export { type CursorCodec, createCursorCodec } from './cursor.ts';
 export { createGroupCommitStore, type GroupCommitOptions, type GroupCommitStats } from './group-commit.ts';
 export { isUuid, uuidv7 } from './ids.ts';
-export { createIngestService, type IngestRequest, type IngestService } from './ingest-service.ts';
+export { createIngestService, type IngestRequest, type IngestService, notifyingWrites } from './ingest-service.ts';
 export type {
-  CacheLookup,
   Clock,
   IdempotencyClaim,
   IdempotentWriteOutcome,
+  PageDocument,
   PageKey,
-  PageLookup,
-  RecordCache,
-  RecordStore,
+  PageSource,
+  RecordDocument,
+  RecordReader,
+  RecordSource,
+  RecordWriter,
+  WriteListener,
 } from './ports.ts';
 export {
   createQueryService,
-  DEFAULT_PAGE_LIMIT,
+  documentFromStore,
+  etagOf,
   type ListParameters,
-  MAX_PAGE_LIMIT,
-  parseListParameters,
   type QueryService,
 } from './query-service.ts';
 export {
-  batchInputSchema,
   createRecordValidator,
+  DEFAULT_PAGE_LIMIT,
+  idempotencyKeySchema,
+  ingestResultSchema,
   isPlainObject,
+  listQuerySchema,
+  MAX_PAGE_LIMIT,
   NAME_MAX_LENGTH,
   NAME_PATTERN,
+  parseListParameters,
   type RecordSchemaLimits,
   type RecordValidator,
-  recordInputSchema,
+  recordPageSchema,
+  recordSchemas,
+  storedRecordSchema,
   UUID_PATTERN,
 } from './schema.ts';
-export { createSingleFlight, type SingleFlight } from './single-flight.ts';
 export { formatUtcTimestamp, normalizeRfc3339, parseRfc3339, RFC3339_PATTERN } from './timestamp.ts';
 export type * from './types.ts';

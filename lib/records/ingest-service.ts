@@ -1,7 +1,7 @@
 import { AppError } from '#lib/errors';
-import type { RecordCache, RecordStore } from './ports.ts';
+import type { RecordWriter, WriteListener } from './ports.ts';
 import type { RecordValidator } from './schema.ts';
-import type { IngestResult, NewRecord, WriteResult } from './types.ts';
+import type { IngestResult } from './types.ts';
 
 export interface IngestRequest {
   /** The parsed JSON body. */
@@ -17,37 +17,24 @@ export interface IngestService {
 }
 
 export interface IngestServiceDeps {
-  readonly store: RecordStore;
+  /** Group commit and cache invalidation, when wired, sit inside this writer (see functions/ingest/app.ts). */
+  readonly writer: RecordWriter;
   readonly validator: RecordValidator;
-  /** Told about every committed write before the client is answered, so no cached absence outlives it. */
-  readonly cache?: Pick<RecordCache, 'recordsWritten'>;
 }
 
 /** The write side of the domain: validation before anything touches storage, then one atomic write. */
-export function createIngestService({ store, validator, cache }: IngestServiceDeps): IngestService {
-  const forgetCached = async (records: readonly NewRecord[], written: readonly WriteResult[]) => {
-    if (cache === undefined) return;
-    const created = new Set(written.filter((w) => w.status === 'created').map((w) => w.id));
-    if (created.size > 0) await cache.recordsWritten(records.filter((r) => created.has(r.id)));
-  };
-
+export function createIngestService({ writer, validator }: IngestServiceDeps): IngestService {
   return {
     async ingest({ body, idempotency, traceContext }) {
       const validated = validator.validateIngestBody(body);
       const records = traceContext === undefined ? validated : validated.map((r) => ({ ...r, traceContext }));
-      if (idempotency === undefined) {
-        const written = await store.insert(records);
-        await forgetCached(records, written);
-        return { records: written };
-      }
-      const outcome = await store.insertIdempotent(records, {
+      if (idempotency === undefined) return { records: await writer.insert(records) };
+      const outcome = await writer.insertIdempotent(records, {
         ...idempotency,
         result: (written) => ({ records: written }),
       });
       switch (outcome.kind) {
         case 'committed':
-          await forgetCached(records, outcome.result.records);
-          return outcome.result;
         case 'replayed':
           return outcome.result;
         case 'fingerprint-mismatch':
@@ -62,6 +49,36 @@ export function createIngestService({ store, validator, cache }: IngestServiceDe
             { retryAfterSeconds: 1 },
           );
       }
+    },
+  };
+}
+
+/**
+ * Tells `listener` about the records each write created, after its commit and before its caller is answered,
+ * so no cached absence or page outlives the write. Wrapped inside group commit, it runs once per batch.
+ */
+export function notifyingWrites(writer: RecordWriter, listener: WriteListener): RecordWriter {
+  const created = <R extends { id: string }>(
+    records: readonly R[],
+    written: ReadonlyArray<{ id: string; status: string }>,
+  ) => {
+    const ids = new Set(written.filter((w) => w.status === 'created').map((w) => w.id));
+    return records.filter((r) => ids.has(r.id));
+  };
+  return {
+    async insert(records) {
+      const written = await writer.insert(records);
+      const fresh = created(records, written);
+      if (fresh.length > 0) await listener.recordsWritten(fresh);
+      return written;
+    },
+    async insertIdempotent(records, claim) {
+      const outcome = await writer.insertIdempotent(records, claim);
+      if (outcome.kind === 'committed') {
+        const fresh = created(records, outcome.result.records);
+        if (fresh.length > 0) await listener.recordsWritten(fresh);
+      }
+      return outcome;
     },
   };
 }

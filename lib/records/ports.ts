@@ -1,8 +1,8 @@
 /**
- * The interfaces the domain needs from the outside world. `lib/db` implements them; the domain never imports
- * a database, cache or broker client.
+ * The interfaces the domain needs from the outside world. `lib/db` and `lib/cache` implement them; the domain
+ * never imports a database, cache or broker client.
  */
-import type { IngestResult, ListFilter, ListPage, ListQuery, NewRecord, StoredRecord, WriteResult } from './types.ts';
+import type { IngestResult, ListedRecord, ListFilter, ListQuery, NewRecord, WriteResult } from './types.ts';
 
 export interface IdempotencyClaim {
   readonly key: string;
@@ -18,30 +18,29 @@ export type IdempotentWriteOutcome =
   | { readonly kind: 'fingerprint-mismatch' }
   | { readonly kind: 'in-flight' };
 
-export interface RecordStore {
+export interface RecordWriter {
   /** Stores the records atomically (all or none); ids already stored come back as `duplicate`. */
   insert(records: readonly NewRecord[]): Promise<readonly WriteResult[]>;
   /** As `insert`, and remembers the result under the key in the same transaction. */
   insertIdempotent(records: readonly NewRecord[], claim: IdempotencyClaim): Promise<IdempotentWriteOutcome>;
-  findById(id: string): Promise<StoredRecord | undefined>;
-  /** Newest first on `(timestamp, id)`; returns at most `limit` rows strictly after `after`. */
-  list(query: ListQuery): Promise<readonly StoredRecord[]>;
 }
 
-/** Source of the current time, injected so that tests can pin it. */
-export type Clock = () => number;
+export interface RecordReader {
+  /** The record's JSON text exactly as it is served, or undefined. */
+  findJsonById(id: string): Promise<string | undefined>;
+  /** Newest first on `(timestamp, id)`; at most `limit` rows strictly after `after`. */
+  list(query: ListQuery): Promise<readonly ListedRecord[]>;
+}
 
-export type CacheLookup<T> =
-  | { readonly kind: 'hit'; readonly value: T }
-  | { readonly kind: 'absent' }
-  | { readonly kind: 'miss' }
-  /** Not cached, and a write of this id has been acknowledged recently. */
-  | { readonly kind: 'written' };
+/** A ready representation of one record: the body to send and its validator. */
+export interface RecordDocument {
+  readonly json: string;
+  readonly etag: string;
+}
 
-/** A page lookup also returns the token under which a freshly computed page must be stored. */
-export interface PageLookup {
-  readonly page: ListPage | undefined;
-  readonly token: string | undefined;
+/** Where the query side reads one record from: the cache chain in front of a `RecordReader` (lib/cache). */
+export interface RecordSource {
+  get(id: string): Promise<RecordDocument | undefined>;
 }
 
 export interface PageKey {
@@ -50,17 +49,20 @@ export interface PageKey {
   readonly cursor: string | undefined;
 }
 
-/**
- * A cache in front of the `RecordStore`. It is an accelerator, never a source of truth: every method is best
- * effort, bounded in time, and never throws — an unavailable cache behaves as a miss.
- */
-export interface RecordCache {
-  getRecord(id: string): Promise<CacheLookup<StoredRecord>>;
-  putRecord(record: StoredRecord): Promise<void>;
-  /** Remembers briefly that no record has this id (cleared by `recordsWritten`). */
-  putAbsent(id: string): Promise<void>;
-  getPage(key: PageKey): Promise<PageLookup>;
-  putPage(key: PageKey, token: string, page: ListPage): Promise<void>;
-  /** After a commit, before the client is answered: forget cached absences and list pages the write changed. */
+/** Where the query side reads one page from: the body of a `GET /data` answer and its next cursor. */
+export interface PageSource {
+  get(key: PageKey, compute: () => Promise<PageDocument>): Promise<PageDocument>;
+}
+
+export interface PageDocument {
+  readonly json: string;
+  readonly nextCursor: string | null;
+}
+
+/** Told, after a commit and before any client is answered, which records it created (cache invalidation). */
+export interface WriteListener {
   recordsWritten(records: ReadonlyArray<Pick<NewRecord, 'id' | 'source' | 'type'>>): Promise<void>;
 }
+
+/** Source of the current time, injected so that tests can pin it. */
+export type Clock = () => number;

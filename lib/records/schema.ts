@@ -1,11 +1,12 @@
 /**
- * The record schema of the public API. Structure (types, lengths, charsets, required and unknown fields, batch
- * size) is a joi schema, which is also what the OpenAPI document is generated from; rules JSON Schema cannot say
- * (real calendar dates, the accepted time window, payload depth and bytes, characters PostgreSQL refuses) are
- * checked by `inspectRecordBody` beside it.
+ * The contract shapes of records, declared once in joi: what a client sends (one record or a batch), what the
+ * service answers (a record, an ingest result, a page) and the list query. The OpenAPI document and the event
+ * schema are generated from these (lib/api); the TypeScript types in types.ts mirror them and a test holds the
+ * two together. Rules JSON Schema cannot say (real calendar dates, the accepted time window, payload depth and
+ * bytes, characters PostgreSQL refuses) are checked by one walk over the body beside joi.
  */
 import Joi from 'joi';
-import { type FieldIssue, toPointer, ValidationError } from '#lib/errors';
+import { type FieldIssue, InvalidParameterError, toPointer, ValidationError } from '#lib/errors';
 import { isUuid, uuidv7 } from './ids.ts';
 import type { Clock } from './ports.ts';
 import { normalizeRfc3339, parseRfc3339, RFC3339_PATTERN } from './timestamp.ts';
@@ -24,41 +25,136 @@ export const NAME_MAX_LENGTH = 128;
 export const UUID_PATTERN = /^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$/;
 /** Keys that would alter an object's prototype in careless consumers; refused anywhere in a body. */
 export const RESERVED_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constructor', 'prototype']);
+export const DEFAULT_PAGE_LIMIT = 100;
+export const MAX_PAGE_LIMIT = 1000;
 
+const NAME_RULE = 'must contain only letters, digits and . _ : / -';
 const name = () =>
-  Joi.string()
-    .min(1)
-    .max(NAME_MAX_LENGTH)
-    .pattern(NAME_PATTERN)
-    .messages({ 'string.pattern.base': 'must contain only letters, digits and . _ : / -' });
+  Joi.string().min(1).max(NAME_MAX_LENGTH).pattern(NAME_PATTERN).messages({ 'string.pattern.base': NAME_RULE });
+const uuid = () => Joi.string().pattern(UUID_PATTERN).meta({ format: 'uuid' });
+const utcDateTime = (description: string) =>
+  Joi.string().required().meta({ format: 'date-time' }).description(description);
 
-/** The joi schema of one record as a client sends it. */
-export const recordInputSchema = Joi.object({
-  id: Joi.string().pattern(UUID_PATTERN).messages({ 'string.pattern.base': 'must be a UUID' }),
-  source: name().required(),
-  type: name().required(),
-  timestamp: Joi.string()
-    .pattern(RFC3339_PATTERN)
-    .messages({ 'string.pattern.base': 'must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T12:00:00Z' }),
-  payload: Joi.object().unknown(true).required(),
-})
-  .unknown(false)
-  .label('record');
-
-/** The joi schema of a batch body; `maxBatchRecords` comes from config. */
-export const batchInputSchema = (maxBatchRecords: number) =>
-  Joi.object({
-    records: Joi.array().items(recordInputSchema).min(1).max(maxBatchRecords).required(),
+/** The joi schemas of what a client sends, for one set of limits (their descriptions state the limits). */
+export function recordSchemas(limits: RecordSchemaLimits): {
+  recordInput: Joi.ObjectSchema;
+  batchInput: Joi.ObjectSchema;
+} {
+  const recordInput = Joi.object({
+    id: uuid()
+      .messages({ 'string.pattern.base': 'must be a UUID' })
+      .description('Optional. A client-supplied id makes retries idempotent: a stored id answers `duplicate`.'),
+    source: name().required().description('Producer of the record.'),
+    type: name().required().description('Kind of record.'),
+    timestamp: Joi.string()
+      .pattern(RFC3339_PATTERN)
+      .messages({ 'string.pattern.base': 'must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T12:00:00Z' })
+      .meta({ format: 'date-time' })
+      .description(
+        `RFC 3339 with an offset; defaults to the receipt time. At most ${limits.maxPastMs / 86_400_000} days in the past and ${limits.maxFutureMs / 3_600_000} hours in the future.`,
+      ),
+    payload: Joi.object()
+      .unknown(true)
+      .required()
+      .description(
+        `Any JSON object up to ${limits.payloadMaxBytes} bytes and ${limits.payloadMaxDepth} levels deep. No NUL characters, unpaired surrogates, or the keys __proto__, constructor, prototype.`,
+      ),
   })
     .unknown(false)
-    .label('batch');
+    .id('RecordInput');
+  const batchInput = Joi.object({
+    records: Joi.array().items(recordInput).min(1).max(limits.maxBatchRecords).required(),
+  })
+    .unknown(false)
+    .id('BatchInput');
+  return { recordInput, batchInput };
+}
 
-const JOI_OPTIONS: Joi.ValidationOptions = {
-  abortEarly: false,
-  convert: false,
-  errors: { wrap: { label: false } },
-};
+/** A record as the service answers it (GET /data/{id}, list pages, events). */
+export const storedRecordSchema = Joi.object({
+  id: uuid().required(),
+  source: name().required(),
+  type: name().required(),
+  timestamp: utcDateTime('UTC, millisecond or microsecond precision.'),
+  payload: Joi.object().unknown(true).required(),
+  received_at: utcDateTime('When the service committed it (UTC).'),
+})
+  .unknown(false)
+  .id('Record');
+
+/** What a successful POST answers; a repeated Idempotency-Key answers the same again. */
+export const ingestResultSchema = Joi.object({
+  records: Joi.array()
+    .items(Joi.object({ id: uuid().required(), status: Joi.string().valid('created', 'duplicate').required() }))
+    .required(),
+}).id('IngestResult');
+
+/** One page of a list. */
+export const recordPageSchema = Joi.object({
+  records: Joi.array().items(storedRecordSchema).required(),
+  next_cursor: Joi.string().allow(null).required().description('Pass as `cursor` for the next page; null on the last.'),
+}).id('RecordPage');
+
+// Query parameters arrive as text: a decimal integer is digits only (no sign, exponent, spaces or hex).
+const query = Joi.extend((joi) => ({
+  type: 'decimalInteger',
+  base: joi.number().integer(),
+  prepare: (value: unknown, helpers: Joi.CustomHelpers) =>
+    typeof value === 'string' && !/^\d{1,7}$/.test(value) ? { errors: [helpers.error('number.base')] } : { value },
+})) as typeof Joi & { decimalInteger(): Joi.NumberSchema };
+
+const INSTANT_RULE = 'must be an RFC 3339 date-time with an offset in years 0001–9999, e.g. 2026-01-31T12:00:00Z';
+const instant = (description: string) =>
+  Joi.string()
+    .custom((value: string, helpers) => normalizeRfc3339(value) ?? helpers.error('any.invalid'))
+    .messages({ '*': INSTANT_RULE })
+    .meta({ format: 'date-time' })
+    .description(description);
+const nameParameter = (description: string) =>
+  Joi.string()
+    .max(NAME_MAX_LENGTH)
+    .pattern(NAME_PATTERN)
+    .messages({ '*': `must be 1–${NAME_MAX_LENGTH} characters of letters, digits and . _ : / -` })
+    .description(description);
+
+/** The query parameters of `GET /data`. */
+export const listQuerySchema = Joi.object({
+  source: nameParameter('Only records of this source.'),
+  type: nameParameter('Only records of this type.'),
+  from: instant('Inclusive lower bound on timestamp (RFC 3339).'),
+  to: instant('Exclusive upper bound on timestamp (RFC 3339).'),
+  limit: query
+    .decimalInteger()
+    .min(1)
+    .max(MAX_PAGE_LIMIT)
+    .messages({ '*': `must be an integer from 1 to ${MAX_PAGE_LIMIT}` })
+    .description(`Page size, default ${DEFAULT_PAGE_LIMIT}.`)
+    .meta({ default: DEFAULT_PAGE_LIMIT }),
+  cursor: Joi.string().max(512).description('The next_cursor of the previous page, with the same filters.'),
+})
+  .unknown(false)
+  .messages({ 'object.unknown': 'is not a known query parameter' });
+
+/** Visible ASCII, as Stripe and the IETF httpapi draft use; long enough for a UUID or a content hash. */
+export const idempotencyKeySchema = Joi.string()
+  .pattern(/^[\x21-\x7E]+$/)
+  .max(255)
+  .messages({ '*': 'must be 1–255 visible ASCII characters' })
+  .description(
+    'Same key and same body → the first response again; same key and another body → 422; while the first is in flight → 409.',
+  );
+
+// Compiled options: fixed once, never rebuilt per call.
+const JOI_OPTIONS: Joi.ValidationOptions = { abortEarly: false, convert: false, errors: { wrap: { label: false } } };
+const QUERY_OPTIONS: Joi.ValidationOptions = { abortEarly: false, convert: true, errors: { wrap: { label: false } } };
 const MAX_ISSUES = 100;
+
+/** Joi issues as field issues with JSON pointers; `asDeclared` keeps the schema's own messages. */
+const issuesOf = (error: Joi.ValidationError | undefined, asDeclared = false): FieldIssue[] =>
+  (error?.details ?? []).map((detail) => ({
+    pointer: toPointer(detail.path),
+    detail: asDeclared ? detail.message : describeJoiDetail(detail),
+  }));
 
 export interface RecordValidator {
   /** Validates a parsed POST body and returns the records to store, or throws a `ValidationError`. */
@@ -67,7 +163,7 @@ export interface RecordValidator {
 
 /** Builds the validator for a set of limits; `clock` decides the accepted timestamp window. */
 export function createRecordValidator(limits: RecordSchemaLimits, clock: Clock = Date.now): RecordValidator {
-  const batchSchema = batchInputSchema(limits.maxBatchRecords);
+  const { recordInput, batchInput } = recordSchemas(limits);
 
   return {
     validateIngestBody(body) {
@@ -79,16 +175,16 @@ export function createRecordValidator(limits: RecordSchemaLimits, clock: Clock =
       const isBatch = Object.hasOwn(body, 'records');
       const now = clock();
       // Inspect first: it also guards joi against bodies it would mishandle (it silently drops `__proto__`).
-      const issues = inspectRecordBody(body, isBatch, limits, now);
-      const { error } = (isBatch ? batchSchema : recordInputSchema).validate(body, JOI_OPTIONS);
-      for (const detail of error?.details ?? []) {
-        issues.push({ pointer: toPointer(detail.path), detail: describeJoiDetail(detail) });
-      }
+      const inspected = inspectRecordBody(body, isBatch, limits, now);
+      const issues = inspected.issues;
+      issues.push(...issuesOf((isBatch ? batchInput : recordInput).validate(body, JOI_OPTIONS).error));
       const inputs = isBatch ? (body.records as unknown[]) : [body];
       if (issues.length === 0) issues.push(...findDuplicateIds(inputs, isBatch));
       if (issues.length > 0) throw new ValidationError(uniqueByPointer(issues).slice(0, MAX_ISSUES));
       const receivedAt = new Date(now).toISOString();
-      return inputs.map((input) => toNewRecord(input as RecordInput, receivedAt, now));
+      return inputs.map((input, index) =>
+        toNewRecord(input as RecordInput, inspected.payloadJson[index] ?? '{}', receivedAt, now),
+      );
     },
   };
 }
@@ -101,7 +197,7 @@ interface RecordInput {
   payload: JsonObject;
 }
 
-function toNewRecord(input: RecordInput, receivedAt: string, now: number): NewRecord {
+function toNewRecord(input: RecordInput, payloadJson: string, receivedAt: string, now: number): NewRecord {
   return {
     id: input.id === undefined ? uuidv7(now) : input.id.toLowerCase(),
     source: input.source,
@@ -109,27 +205,75 @@ function toNewRecord(input: RecordInput, receivedAt: string, now: number): NewRe
     // Validated above, so normalisation cannot fail here; UTC text is what PostgreSQL accepts for every offset.
     timestamp: input.timestamp === undefined ? receivedAt : (normalizeRfc3339(input.timestamp) ?? input.timestamp),
     payload: input.payload,
+    payloadJson,
+  };
+}
+
+/** Validates `GET /data` parameters with `listQuerySchema`, reporting every bad one at once. */
+export function parseListParameters(parameters: Readonly<Record<string, string | undefined>>): {
+  filter: { source?: string; type?: string; from?: string; to?: string };
+  limit: number;
+  cursor: string | undefined;
+} {
+  const { value, error } = listQuerySchema.validate(parameters, QUERY_OPTIONS);
+  const issues = issuesOf(error, true);
+  const parsed = value as {
+    source?: string;
+    type?: string;
+    from?: string;
+    to?: string;
+    limit?: number;
+    cursor?: string;
+  };
+  const { from, to } = parsed;
+  const valid = (pointer: string) => !issues.some((issue) => issue.pointer === pointer);
+  if (
+    from !== undefined &&
+    to !== undefined &&
+    valid('/from') &&
+    valid('/to') &&
+    (parseRfc3339(from) ?? 0) > (parseRfc3339(to) ?? 0)
+  ) {
+    issues.push({ pointer: '/from', detail: 'must not be after to' });
+  }
+  if (issues.length > 0) throw new InvalidParameterError(issues);
+  return {
+    filter: {
+      ...(parsed.source !== undefined && { source: parsed.source }),
+      ...(parsed.type !== undefined && { type: parsed.type }),
+      ...(from !== undefined && { from }),
+      ...(to !== undefined && { to }),
+    },
+    limit: parsed.limit ?? DEFAULT_PAGE_LIMIT,
+    cursor: parsed.cursor,
   };
 }
 
 /**
- * Checks what joi cannot: calendar-valid timestamps inside the window, payload depth and size, and characters
- * or keys that PostgreSQL or downstream consumers refuse. Iterative, so a hostile nesting depth cannot overflow
- * the stack.
+ * Checks what joi cannot, in one iterative walk per record (a hostile nesting depth cannot overflow the stack):
+ * calendar-valid timestamps inside the window, payload depth, reserved keys, NUL and lone surrogates, numbers
+ * JSON cannot carry; then each payload is serialised once, to measure it and to be stored as that very text.
  */
 export function inspectRecordBody(
   body: Record<string, unknown>,
   isBatch: boolean,
   limits: RecordSchemaLimits,
   now: number,
-): FieldIssue[] {
+): { issues: FieldIssue[]; payloadJson: string[] } {
   const issues: FieldIssue[] = [];
-  scanJson(body, [], limits.payloadMaxDepth + 3, issues);
+  const payloadJson: string[] = [];
   const records = isBatch ? body.records : [body];
-  if (!Array.isArray(records)) return issues;
+  if (isBatch) {
+    // The envelope's own keys and strings (a batch has only `records`; joi reports the rest).
+    for (const key of Object.keys(body)) {
+      if (RESERVED_KEYS.has(key)) issues.push({ pointer: toPointer([key]), detail: `uses the reserved key "${key}"` });
+    }
+  }
+  if (!Array.isArray(records)) return { issues, payloadJson };
   records.forEach((record: unknown, index) => {
     if (!isPlainObject(record)) return;
     const base = isBatch ? ['records', index] : [];
+    walk(record, base, limits.payloadMaxDepth, issues);
     const { timestamp, payload } = record;
     if (typeof timestamp === 'string' && RFC3339_PATTERN.test(timestamp)) {
       const at = normalizeRfc3339(timestamp) === undefined ? undefined : parseRfc3339(timestamp);
@@ -140,33 +284,47 @@ export function inspectRecordBody(
       else if (at > now + limits.maxFutureMs)
         issues.push({ pointer, detail: `is more than ${formatSpan(limits.maxFutureMs)} in the future` });
     }
-    if (isPlainObject(payload)) {
-      const pointer = toPointer([...base, 'payload']);
-      const depth = measureDepth(payload, limits.payloadMaxDepth);
-      if (depth > limits.payloadMaxDepth) {
-        issues.push({ pointer, detail: `nests deeper than ${limits.payloadMaxDepth} levels` });
-      } else {
-        const bytes = Buffer.byteLength(JSON.stringify(payload));
-        if (bytes > limits.payloadMaxBytes)
-          issues.push({ pointer, detail: `is ${bytes} bytes as JSON; the limit is ${limits.payloadMaxBytes}` });
+    if (isPlainObject(payload) && !issues.some((issue) => issue.pointer.startsWith(toPointer([...base, 'payload'])))) {
+      const json = JSON.stringify(payload);
+      const bytes = Buffer.byteLength(json);
+      if (bytes > limits.payloadMaxBytes) {
+        const pointer = toPointer([...base, 'payload']);
+        issues.push({ pointer, detail: `is ${bytes} bytes as JSON; the limit is ${limits.payloadMaxBytes}` });
       }
+      payloadJson[index] = json;
     }
   });
-  return issues;
+  return { issues, payloadJson };
 }
 
-/** Walks any JSON value breadth-first for reserved keys, NUL, lone surrogates and numbers JSON cannot carry. */
-function scanJson(root: unknown, rootPath: (string | number)[], maxDepth: number, issues: FieldIssue[]): void {
-  const queue: Array<{ value: unknown; path: (string | number)[] }> = [{ value: root, path: rootPath }];
+/**
+ * One breadth-first walk of a record: reserved keys, NUL, lone surrogates, non-finite numbers anywhere, and the
+ * payload's nesting depth (the payload object itself is level 1).
+ */
+function walk(record: object, base: (string | number)[], maxDepth: number, issues: FieldIssue[]): void {
+  const queue: Array<{ value: unknown; path: (string | number)[]; level: number }> = [
+    { value: record, path: base, level: 0 },
+  ];
+  const depthPointer = toPointer([...base, 'payload']);
+  let tooDeep = false;
   // An index instead of shift(): a megabyte of small array items would make shift() quadratic.
   for (let i = 0; i < queue.length && issues.length < MAX_ISSUES; i++) {
-    const { value, path } = queue[i] as { value: unknown; path: (string | number)[] };
+    const { value, path, level } = queue[i] as { value: unknown; path: (string | number)[]; level: number };
     if (typeof value === 'string') {
       const problem = badText(value);
       if (problem) issues.push({ pointer: toPointer(path), detail: problem });
     } else if (typeof value === 'number') {
       if (!Number.isFinite(value)) issues.push({ pointer: toPointer(path), detail: 'is a number out of range' });
-    } else if (value !== null && typeof value === 'object' && path.length < maxDepth) {
+    } else if (value !== null && typeof value === 'object') {
+      if (level > maxDepth) {
+        // Deeper than any valid record goes: outside the payload joi refuses the shape anyway, and the walk
+        // stops here either way, so a hostile nesting costs nothing.
+        const inPayload = path.length > base.length && path[base.length] === 'payload';
+        if (inPayload && !tooDeep)
+          issues.push({ pointer: depthPointer, detail: `nests deeper than ${maxDepth} levels` });
+        tooDeep ||= inPayload;
+        continue;
+      }
       const entries = Array.isArray(value) ? value.entries() : Object.entries(value);
       for (const [key, child] of entries) {
         const childPath = [...path, key];
@@ -178,7 +336,7 @@ function scanJson(root: unknown, rootPath: (string | number)[], maxDepth: number
           const problem = badText(key);
           if (problem) issues.push({ pointer: toPointer(childPath), detail: `has a key that ${problem}` });
         }
-        queue.push({ value: child, path: childPath });
+        queue.push({ value: child, path: childPath, level: level + 1 });
       }
     }
   }
@@ -189,20 +347,6 @@ function badText(text: string): string | undefined {
   if (text.includes('\u0000')) return 'contains the NUL character (\\u0000)';
   if (!text.isWellFormed()) return 'contains an unpaired UTF-16 surrogate';
   return undefined;
-}
-
-/** Depth of nested objects/arrays (the payload object itself is 1); stops counting past `limit`. */
-function measureDepth(root: object, limit: number): number {
-  let deepest = 0;
-  const stack: Array<[unknown, number]> = [[root, 1]];
-  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
-    const [value, depth] = item;
-    if (value === null || typeof value !== 'object') continue;
-    deepest = Math.max(deepest, depth);
-    if (deepest > limit) return deepest;
-    for (const child of Object.values(value)) stack.push([child, depth + 1]);
-  }
-  return deepest;
 }
 
 function findDuplicateIds(inputs: unknown[], isBatch: boolean): FieldIssue[] {

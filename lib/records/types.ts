@@ -10,11 +10,13 @@ export interface NewRecord {
   /** RFC 3339 with an offset, as the client sent it or the receipt time. */
   readonly timestamp: string;
   readonly payload: JsonObject;
+  /** `payload` as JSON text, serialised once by the validator and stored as it is. */
+  readonly payloadJson: string;
   /** W3C traceparent of the request that wrote it, carried to its event; never served. */
   readonly traceContext?: string;
 }
 
-/** A record as stored and served: timestamps normalised to UTC (`Z`), `received_at` added by the server. */
+/** A record as stored and served (mirrors `storedRecordSchema`): UTC timestamps, `received_at` added by the server. */
 export interface StoredRecord {
   readonly id: string;
   readonly source: string;
@@ -55,7 +57,10 @@ export interface ListQuery extends ListFilter {
   readonly after?: KeysetPosition;
 }
 
-export interface ListPage {
-  readonly records: readonly StoredRecord[];
-  readonly nextCursor: string | null;
+/** One row of a list page: its keyset position and its JSON text as served. */
+export interface ListedRecord {
+  readonly id: string;
+  /** UTC text with every digit PostgreSQL holds, so the keyset position is exact. */
+  readonly timestamp: string;
+  readonly json: string;
 }

@@ -1,5 +1,5 @@
 import { ConfigError, loadConfig, type ServiceConfig } from '#lib/config';
-import { createLogger, type Logger, startTracing, type Tracing } from '#lib/observability';
+import { createLogging, type Logger, type Logging, startTracing, type Tracing } from '#lib/observability';
 
 /**
  * The first lines of every process entry: parse the environment once, or print every problem and exit
@@ -8,6 +8,7 @@ import { createLogger, type Logger, startTracing, type Tracing } from '#lib/obse
 export function bootstrap(env: Readonly<Record<string, string | undefined>>): {
   config: ServiceConfig;
   logger: Logger;
+  logging: Logging;
   tracing: Tracing;
 } {
   let config: ServiceConfig;
@@ -18,7 +19,8 @@ export function bootstrap(env: Readonly<Record<string, string | undefined>>): {
     process.stderr.write(`${error.message}\n`);
     process.exit(78); // EX_CONFIG
   }
-  const logger = createLogger({ level: config.logLevel, service: config.service, revision: config.revision });
+  const logging = createLogging({ level: config.logLevel, service: config.service, revision: config.revision });
+  const { logger } = logging;
   // Process warnings become log lines instead of free text on stderr. kafkajs 2.2.4 schedules a negative timeout
   // on every connection under Node 24 (tulios/kafkajs#1751, harmless): that one is kept at debug.
   process.removeAllListeners('warning');
@@ -28,6 +30,7 @@ export function bootstrap(env: Readonly<Record<string, string | undefined>>): {
   });
   process.on('unhandledRejection', (reason) => {
     logger.fatal({ err: reason }, 'unhandled rejection');
+    logging.sink?.flushSync();
     process.exit(1);
   });
   // Before any client exists, so that every span has a provider to go to.
@@ -37,5 +40,5 @@ export function bootstrap(env: Readonly<Record<string, string | undefined>>): {
     sampleRatio: config.tracing.sampleRatio,
     ...(config.tracing.otlpEndpoint !== undefined && { otlpEndpoint: config.tracing.otlpEndpoint }),
   });
-  return { config, logger, tracing };
+  return { config, logger, logging, tracing };
 }

@@ -1,21 +1,25 @@
 /**
- * The Knative container contract on node:http: requests become API Gateway v2 events for a middy handler,
- * bodies are capped while they stream in, probes answer without touching the handler, and `drain()` implements
- * the SIGTERM half of invariant 5.
+ * The HTTP edge of a function on node:http, as Knative's runtime contract asks: bytes in, one decoded request
+ * to the middy handler, its answer out. The body is capped while it streams in, the request id is resolved
+ * once, probes and /metrics answer without touching the handler, and `drain()` is the SIGTERM half of
+ * invariant 5. Every problem body, even the ones written straight to a socket, comes from `problemResponse`.
  */
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AppError } from '#lib/errors';
+import { AppError, type ErrorCode } from '#lib/errors';
 import {
-  type HttpContext,
-  type HttpEvent,
+  type FunctionContext,
   type HttpHandler,
+  type HttpRequest,
   type HttpResponse,
   problemResponse,
-  resolveRequestId,
+  requestIdOf,
 } from '#lib/http';
-import { activeTraceIds, extractContext, type Logger, SpanKind, withSpan } from '#lib/observability';
+import { activeTraceIds, type Logger, requestTraceContext, withRequestSpan } from '#lib/observability';
+import type { AccessLog, RequestSample } from './access-log.ts';
+import { createProbes } from './probes.ts';
+import { readBody } from './read-body.ts';
 
 export interface RuntimeServerOptions {
   readonly handler: HttpHandler;
@@ -27,23 +31,12 @@ export interface RuntimeServerOptions {
   readonly requestTimeoutMs: number;
   /** Resolves true when dependencies needed to serve are reachable (PostgreSQL). */
   readonly readiness?: () => Promise<boolean>;
-  /** Called once per finished request (metrics); `route` is a template, never a raw path. */
+  /** Called once per finished request (metrics). */
   readonly observe?: (sample: RequestSample) => void;
+  /** One line per finished request. */
+  readonly accessLog?: AccessLog | undefined;
   /** Serves `GET /metrics` (Prometheus text) when given. */
   readonly metrics?: { readonly contentType: string; render(): Promise<string> };
-}
-
-interface Served {
-  route: string;
-  trace: { trace_id: string; span_id: string } | undefined;
-}
-
-export interface RequestSample {
-  readonly route: string;
-  readonly method: string;
-  readonly status: number;
-  readonly durationSeconds: number;
-  readonly bytes: number;
 }
 
 export interface RuntimeServer {
@@ -55,53 +48,49 @@ export interface RuntimeServer {
 }
 
 const BODYLESS = new Set(['GET', 'HEAD', 'DELETE', 'OPTIONS']);
-const READINESS_CACHE_MS = 1_000;
 const LINGER_MS = 2_000;
-// fatal: invalid UTF-8 is reported (the body then travels base64-encoded), never silently replaced.
-const STRICT_UTF8 = new TextDecoder('utf-8', { fatal: true });
+const NO_BODY_STATUS = new Set([204, 304]);
 
 /** Creates (but does not start) the HTTP server of one function. */
 export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServer {
-  const { handler, logger, bodyLimitBytes } = options;
+  const { handler, logger, bodyLimitBytes, observe, accessLog } = options;
+  const probes = createProbes(options.readiness);
+  // middy's types ask for a Lambda context; one frozen object per process stands for it (nothing reads it).
+  const context = Object.freeze({ functionName: options.functionName }) as FunctionContext;
   let draining = false;
   let inFlight = 0;
   let onIdle: (() => void) | undefined;
-  let readyCache: { at: number; ready: boolean } | undefined;
 
   const server = createServer(
     { requestTimeout: options.requestTimeoutMs, headersTimeout: options.headersTimeoutMs },
     (req, res) => {
       inFlight++;
       const started = performance.now();
-      const served: Served = { route: 'unmatched', trace: undefined };
-      res.on('close', () => {
+      const request: HttpRequest = edgeRequest(req);
+      res.setHeader('x-request-id', request.requestId);
+      let trace: RequestSample['trace'];
+      res.once('close', () => {
         inFlight--;
-        const seconds = (performance.now() - started) / 1000;
-        const bytes = Number(res.getHeader('content-length') ?? 0);
-        options.observe?.({
-          route: served.route,
-          method: req.method ?? 'GET',
-          status: res.statusCode,
-          durationSeconds: seconds,
-          bytes,
-        });
-        logger.info(
-          {
-            request_id: res.getHeader('x-request-id'),
-            ...served.trace,
-            method: req.method,
-            route: served.route,
+        if (observe !== undefined || accessLog !== undefined) {
+          const sample: RequestSample = {
+            route: request.route ?? 'unmatched',
+            method: request.method,
             status: res.statusCode,
-            duration_ms: Math.round(seconds * 1_000_000) / 1000,
-            bytes,
-          },
-          'request',
-        );
+            durationSeconds: (performance.now() - started) / 1000,
+            bytes: Number(res.getHeader('content-length') ?? 0),
+            requestId: request.requestId,
+            trace,
+          };
+          observe?.(sample);
+          accessLog?.(sample);
+        }
         if (inFlight === 0) onIdle?.();
       });
-      serve(req, res, served).catch((error: unknown) => {
-        logger.error({ err: error }, 'runtime failed to serve a request');
-        if (!res.headersSent) send(res, problemResponse(error), false);
+      serve(req, res, request, (ids) => {
+        trace = ids;
+      }).catch((error: unknown) => {
+        logger.error({ err: error, request_id: request.requestId }, 'runtime failed to serve a request');
+        if (!res.headersSent) send(res, request, problemResponse(error, { requestId: request.requestId }));
         else res.destroy();
       });
     },
@@ -112,92 +101,84 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
       socket.destroy();
       return;
     }
-    const status = error.code === 'HPE_HEADER_OVERFLOW' ? 431 : error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-    const body = JSON.stringify({
-      type: 'about:blank',
-      title: 'Bad request',
-      status,
-      detail: 'The HTTP request could not be read.',
-    });
+    const code: ErrorCode =
+      error.code === 'HPE_HEADER_OVERFLOW'
+        ? 'headers-too-large'
+        : error.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? 'request-timeout'
+          : 'malformed-request';
+    const problem = problemResponse(new AppError(code, 'The HTTP request could not be read.'));
     socket.end(
-      `HTTP/1.1 ${status} Bad Request\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      `HTTP/1.1 ${problem.statusCode} ${code}\r\n${Object.entries(problem.headers)
+        .map(([name, value]) => `${name}: ${value}\r\n`)
+        .join('')}content-length: ${Buffer.byteLength(problem.body)}\r\nconnection: close\r\n\r\n${problem.body}`,
     );
   });
 
-  async function ready(): Promise<boolean> {
-    if (draining) return false;
-    if (!options.readiness) return true;
-    const now = Date.now();
-    if (readyCache && now - readyCache.at < READINESS_CACHE_MS) return readyCache.ready;
-    const isReady = await options.readiness().catch(() => false);
-    readyCache = { at: now, ready: isReady };
-    return isReady;
-  }
-
-  async function serve(req: IncomingMessage, res: ServerResponse, served: Served): Promise<void> {
-    const method = (req.method ?? 'GET').toUpperCase();
-    const url = req.url ?? '/';
-    const queryAt = url.indexOf('?');
-    const path = queryAt === -1 ? url : url.slice(0, queryAt);
-    const rawQuery = queryAt === -1 ? '' : url.slice(queryAt + 1);
-    const isHead = method === 'HEAD';
-
-    if (path === '/healthz' || path === '/readyz' || path === '/metrics') served.route = path;
-    if (path === '/healthz') return send(res, probe(200, 'ok'), isHead);
-    if (path === '/metrics' && options.metrics) {
-      const text = await options.metrics.render();
-      return send(
-        res,
-        { statusCode: 200, headers: { 'content-type': options.metrics.contentType }, body: text },
-        isHead,
-      );
+  async function serve(
+    req: IncomingMessage,
+    res: ServerResponse,
+    request: HttpRequest & { body: Buffer | undefined },
+    traced: (ids: RequestSample['trace']) => void,
+  ): Promise<void> {
+    const { path } = request;
+    if (path === '/healthz' || path === '/readyz' || path === '/metrics') {
+      request.route = path;
+      if (path === '/healthz') return send(res, request, probes.health());
+      if (path === '/readyz') return send(res, request, await probes.ready());
+      if (options.metrics) {
+        const text = await options.metrics.render();
+        return send(res, request, {
+          statusCode: 200,
+          headers: { 'content-type': options.metrics.contentType },
+          body: text,
+        });
+      }
+      request.route = undefined;
     }
-    if (path === '/readyz') {
-      const isReady = await ready();
-      return send(res, probe(isReady ? 200 : 503, draining ? 'draining' : isReady ? 'ready' : 'unavailable'), isHead);
-    }
-
-    const requestId = resolveRequestId(firstHeader(req.headers['x-request-id']), randomUUID);
-    let body: Buffer | undefined;
     if (
-      !BODYLESS.has(method) ||
+      !BODYLESS.has(request.method) ||
       req.headers['content-length'] !== undefined ||
       req.headers['transfer-encoding'] !== undefined
     ) {
-      body = await readBody(req, bodyLimitBytes);
+      const body = await readBody(req, bodyLimitBytes);
       if (body === undefined) {
         const tooLarge = new AppError('payload-too-large', `The body exceeds the limit of ${bodyLimitBytes} bytes.`);
-        const response = problemResponse(tooLarge, { requestId, instance: path });
-        response.headers['x-request-id'] = requestId;
-        return rejectBody(req, res, response);
+        return rejectBody(
+          req,
+          res,
+          request,
+          problemResponse(tooLarge, { requestId: request.requestId, instance: path }),
+        );
       }
+      request.body = body;
     }
-    const event = toEvent(req, method, path, rawQuery, body, requestId);
-    const response = await withSpan(
-      `${method} ${path}`,
-      { 'http.request.method': method, 'url.path': path, 'http.request_id': requestId },
-      SpanKind.SERVER,
+    const parent = requestTraceContext(req.headers);
+    const response = await withRequestSpan(
+      `${request.method} ${path}`,
+      { 'http.request.method': request.method, 'url.path': path, 'http.request_id': request.requestId },
+      parent,
       async (span) => {
-        served.trace = activeTraceIds();
-        const answer = await handler(event, lambdaContext(requestId, options.functionName, options.requestTimeoutMs));
-        if (event.routeKey !== '$default') served.route = event.routeKey;
-        span?.updateName(served.route === 'unmatched' ? `${method} unmatched` : served.route);
-        span?.setAttributes({ 'http.route': served.route, 'http.response.status_code': answer.statusCode });
+        if (span !== undefined) traced(activeTraceIds());
+        const answer = await handler(request, context);
+        if (span !== undefined) {
+          const route = request.route ?? 'unmatched';
+          span.updateName(request.route === undefined ? `${request.method} unmatched` : route);
+          span.setAttributes({ 'http.route': route, 'http.response.status_code': answer.statusCode });
+        }
         return answer;
       },
-      extractContext(req.headers),
     );
-    send(res, response, isHead);
+    send(res, request, response);
   }
 
-  function send(res: ServerResponse, response: HttpResponse, headOnly: boolean): void {
-    const payload = Buffer.from(response.body, response.isBase64Encoded ? 'base64' : 'utf8');
-    for (const [name, value] of Object.entries(response.headers)) res.setHeader(name, value);
-    res.setHeader('content-length', payload.length);
+  function send(res: ServerResponse, request: HttpRequest, response: HttpResponse): void {
+    const payload = typeof response.body === 'string' ? Buffer.from(response.body) : response.body;
+    const headers: Record<string, string | number> = { ...response.headers, 'content-length': payload.length };
     // While draining, tell keep-alive clients to reconnect elsewhere so that the socket closes after this reply.
-    if (draining) res.setHeader('connection', 'close');
-    res.writeHead(response.statusCode);
-    res.end(headOnly || response.statusCode === 304 || response.statusCode === 204 ? undefined : payload);
+    if (draining) headers.connection = 'close';
+    res.writeHead(response.statusCode, headers);
+    res.end(request.method === 'HEAD' || NO_BODY_STATUS.has(response.statusCode) ? undefined : payload);
   }
 
   /**
@@ -206,8 +187,8 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
    * would get a reset instead of the 413; so the rest is drained unbuffered, for `LINGER_MS` at most, after
    * which the socket is destroyed: a slow sender cannot hold the connection.
    */
-  function rejectBody(req: IncomingMessage, res: ServerResponse, response: HttpResponse): void {
-    send(res, response, false);
+  function rejectBody(req: IncomingMessage, res: ServerResponse, request: HttpRequest, response: HttpResponse): void {
+    send(res, request, response);
     req.resume();
     res.once('finish', () => {
       if (req.complete) return;
@@ -230,6 +211,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
       }),
     async drain(timeoutMs) {
       draining = true;
+      probes.drain();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const idle = inFlight === 0 ? Promise.resolve() : new Promise<void>((resolve) => (onIdle = resolve));
@@ -247,115 +229,18 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
   };
 }
 
-/** Reads the whole body, or resolves undefined as soon as it passes `limit` bytes (declared or streamed). */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) return Promise.resolve(undefined);
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) {
-        req.off('data', onData);
-        chunks.length = 0;
-        resolve(undefined);
-        return;
-      }
-      chunks.push(chunk);
-    };
-    req.on('data', onData);
-    req.once('end', () => resolve(Buffer.concat(chunks, size)));
-    req.once('error', reject);
-  });
-}
-
-function toEvent(
-  req: IncomingMessage,
-  method: string,
-  rawPath: string,
-  rawQueryString: string,
-  body: Buffer | undefined,
-  requestId: string,
-): HttpEvent {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(',') : value;
-  }
-  const now = Date.now();
-  const text = body === undefined ? undefined : decodeUtf8(body);
-  const event: HttpEvent = {
-    version: '2.0',
-    routeKey: '$default',
-    rawPath,
-    rawQueryString,
-    headers,
-    requestContext: {
-      accountId: 'knative',
-      apiId: 'data-service',
-      domainName: headers.host ?? 'localhost',
-      domainPrefix: (headers.host ?? 'localhost').split('.')[0] ?? 'localhost',
-      http: {
-        method,
-        path: rawPath,
-        protocol: `HTTP/${req.httpVersion}`,
-        sourceIp: req.socket.remoteAddress ?? '',
-        userAgent: headers['user-agent'] ?? '',
-      },
-      requestId,
-      routeKey: '$default',
-      stage: '$default',
-      time: new Date(now).toISOString(),
-      timeEpoch: now,
-    },
-    isBase64Encoded: text === undefined && body !== undefined,
-  };
-  if (rawQueryString !== '') event.queryStringParameters = parseQuery(rawQueryString);
-  if (body !== undefined) event.body = text ?? body.toString('base64');
-  return event;
-}
-
-/** API Gateway v2 joins repeated parameters with commas; so do we. */
-function parseQuery(rawQueryString: string): Record<string, string> {
-  const query = new URLSearchParams(rawQueryString);
-  const parameters: Record<string, string> = {};
-  for (const key of new Set(query.keys())) parameters[key] = query.getAll(key).join(',');
-  return parameters;
-}
-
-const firstHeader = (value: string | string[] | undefined): string | undefined =>
-  Array.isArray(value) ? value[0] : value;
-
-function decodeUtf8(body: Buffer): string | undefined {
-  try {
-    return STRICT_UTF8.decode(body);
-  } catch {
-    return undefined;
-  }
-}
-
-function lambdaContext(requestId: string, functionName: string, timeoutMs: number): HttpContext {
-  const deadline = Date.now() + timeoutMs;
+/** The request as handlers see it, decoded once: method, path, raw query, headers and the request id. */
+function edgeRequest(req: IncomingMessage): HttpRequest & { body: Buffer | undefined } {
+  const url = req.url ?? '/';
+  const queryAt = url.indexOf('?');
   return {
-    callbackWaitsForEmptyEventLoop: false,
-    functionName,
-    functionVersion: '$LATEST',
-    invokedFunctionArn: `knative:${functionName}`,
-    memoryLimitInMB: '512',
-    awsRequestId: requestId,
-    logGroupName: functionName,
-    logStreamName: functionName,
-    getRemainingTimeInMillis: () => Math.max(0, deadline - Date.now()),
-    done: () => undefined,
-    fail: () => undefined,
-    succeed: () => undefined,
-  };
-}
-
-function probe(statusCode: number, status: string): HttpResponse {
-  return {
-    statusCode,
-    headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
-    body: JSON.stringify({ status }),
+    method: req.method ?? 'GET',
+    path: queryAt === -1 ? url : url.slice(0, queryAt),
+    rawQuery: queryAt === -1 ? '' : url.slice(queryAt + 1),
+    headers: req.headers,
+    body: undefined,
+    requestId: requestIdOf(req.headers['x-request-id'], randomUUID),
+    route: undefined,
+    params: {},
   };
 }

@@ -1,8 +1,4 @@
+export { type AccessLog, createAccessLog, type RequestSample } from './access-log.ts';
 export { bootstrap } from './bootstrap.ts';
-export {
-  createRuntimeServer,
-  type RequestSample,
-  type RuntimeServer,
-  type RuntimeServerOptions,
-} from './http-server.ts';
+export { createRuntimeServer, type RuntimeServer, type RuntimeServerOptions } from './http-server.ts';
 export { type RunFunctionOptions, type RunningFunction, runFunction } from './lifecycle.ts';

@@ -1,5 +1,5 @@
 import type { AddressInfo } from 'node:net';
-import type { Logger } from '#lib/observability';
+import type { Logger, LogSink } from '#lib/observability';
 import { createRuntimeServer, type RuntimeServer, type RuntimeServerOptions } from './http-server.ts';
 
 export interface RunFunctionOptions extends RuntimeServerOptions {
@@ -9,6 +9,8 @@ export interface RunFunctionOptions extends RuntimeServerOptions {
   /** Releases the function's clients (pools, producers) after the last request finished. */
   readonly close: () => Promise<void>;
   readonly logger: Logger;
+  /** Flushed before the process exits, so the last lines are not lost in the buffer. */
+  readonly logSink?: LogSink | undefined;
 }
 
 export interface RunningFunction {
@@ -30,6 +32,8 @@ export async function runFunction(options: RunFunctionOptions): Promise<RunningF
     { port: address.port, host: address.address, function: options.functionName, pid: process.pid },
     'ready to serve',
   );
+  // Lifecycle lines are rare and watched for (probes, operators, tests): they do not wait in the buffer.
+  options.logSink?.flushSync();
 
   let stopping: Promise<number> | undefined;
   const shutdown = (reason: string): Promise<number> => {
@@ -38,6 +42,7 @@ export async function runFunction(options: RunFunctionOptions): Promise<RunningF
       // Log only once the listener is closed, so that the line means "no longer accepting".
       const drained = runtime.drain(options.drainTimeoutMs);
       logger.info({ reason, in_flight: runtime.inFlight() }, 'draining');
+      options.logSink?.flushSync();
       const { completed, abandoned } = await drained;
       let code = completed ? 0 : 1;
       try {
@@ -54,7 +59,10 @@ export async function runFunction(options: RunFunctionOptions): Promise<RunningF
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
-      void shutdown(signal).then((code) => process.exit(code));
+      void shutdown(signal).then((code) => {
+        options.logSink?.flushSync();
+        process.exit(code);
+      });
     });
   }
   return { runtime, address, shutdown };

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, expect, it } from '@jest/globals';
-import { createRecordRepository } from '#lib/db';
+import { createRecordWriter } from '#lib/db';
 import { createTestDatabase } from '../support/database.ts';
 import { type SpawnedProcess, sleep } from '../support/processes.ts';
 import {
@@ -48,9 +48,11 @@ it('c. Redis stopped during a read load: every read answers 200 from PostgreSQL 
   const db = createTestDatabase(2);
   const ids = Array.from({ length: RECORDS }, () => randomUUID());
   try {
-    const store = createRecordRepository({ db, idempotencyTtlHours: 24 });
+    const store = createRecordWriter({ db, idempotencyTtlHours: 24 });
     const now = new Date().toISOString();
-    await store.insert(ids.map((id, n) => ({ id, source, type: 'fault', timestamp: now, payload: { n } })));
+    await store.insert(
+      ids.map((id, n) => ({ id, source, type: 'fault', timestamp: now, payload: { n }, payloadJson: `{"n":${n}}` })),
+    );
   } finally {
     await db.destroy();
   }

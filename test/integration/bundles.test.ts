@@ -119,6 +119,11 @@ describe('function bundles as processes', () => {
   });
 
   it('log JSON lines on stdout naming the Knative service and revision', async () => {
+    // Access lines are buffered and written at least every 200 ms: give them that long to arrive.
+    const deadline = Date.now() + 2_000;
+    const hasAccessLines = () =>
+      [ingest, query].every((started) => logLines(started.proc).some((line) => line.msg === 'request'));
+    while (!hasAccessLines() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     for (const started of [ingest, query]) {
       const lines = logLines(started.proc);
       expect(lines.length).toBeGreaterThan(0);

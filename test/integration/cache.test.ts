@@ -6,16 +6,20 @@ import { randomUUID } from 'node:crypto';
 import { type AddressInfo, createServer, connect as netConnect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
-import { createRecordCache, createRedisClient, type RedisRecordCache } from '#lib/cache';
-import { createRecordRepository, type Database } from '#lib/db';
+import { createRecordCache, createRedisClient, type RedisRecordCache, redisPages, withRedisRecords } from '#lib/cache';
+import type { RedisConfig } from '#lib/config';
+import { createRecordReader, createRecordWriter, type Database } from '#lib/db';
 import { createSilentLogger } from '#lib/observability';
 import {
   createCursorCodec,
   createIngestService,
   createQueryService,
   createRecordValidator,
+  documentFromStore,
+  notifyingWrites,
   type QueryService,
-  type RecordStore,
+  type RecordReader,
+  type RecordWriter,
 } from '#lib/records';
 import {
   getJson,
@@ -24,7 +28,7 @@ import {
   TEST_CACHE_CONFIG,
   TEST_LIMITS,
   type TestApp,
-  testRedisConfig,
+  testConfig,
   uniqueSource,
 } from '../support/app.ts';
 import { createTestDatabase } from '../support/database.ts';
@@ -36,6 +40,18 @@ const redisUrl = (): string => {
   if (!url) throw new Error('REDIS_URL is not set; run the suite with scripts/run-tests.ts');
   return url;
 };
+
+/** Redis settings as the functions get them, with a fresh key prefix. */
+function testRedisConfig(options: { commandTimeoutMs: number }): RedisConfig {
+  const config = testConfig({
+    REDIS_URL: redisUrl(),
+    REDIS_KEY_PREFIX: `test:${randomUUID().slice(0, 8)}:`,
+    REDIS_COMMAND_TIMEOUT_MS: String(options.commandTimeoutMs),
+  }).redis;
+  return defined(config, 'redis config');
+}
+
+const parsed = (json: string) => JSON.parse(json) as { id: string; records: unknown[] };
 
 function defined<T>(value: T | undefined, what = 'value'): T {
   if (value === undefined) throw new Error(`${what} is undefined`);
@@ -125,8 +141,11 @@ describe('with Redis: over HTTP', () => {
       const first = await getJson(`${app.queryUrl}/data/${id}`);
       expect(first.status).toBe(200);
       expect(delta()).toEqual({ hits: 0, misses: 1 });
-      const stored = await redis.get(recordKey(id));
-      expect(JSON.parse(stored ?? 'null')).toEqual(first.json);
+      // Stored ready to send: the ETag, then the body exactly as served.
+      const stored = (await redis.get(recordKey(id))) ?? '';
+      const etag = first.headers.get('etag') ?? '';
+      expect(stored.startsWith(etag)).toBe(true);
+      expect(JSON.parse(stored.slice(etag.length))).toEqual(first.json);
       const ttl = await redis.ttl(recordKey(id));
       expect(ttl).toBeGreaterThan(TEST_CACHE_CONFIG.recordTtlSeconds - 60);
       expect(ttl).toBeLessThanOrEqual(TEST_CACHE_CONFIG.recordTtlSeconds);
@@ -142,9 +161,11 @@ describe('with Redis: over HTTP', () => {
       const [id = ''] = idsOf((await postJson(app, record(uniqueSource()))).json);
       const first = await getJson(`${app.queryUrl}/data/${id}`);
       // Only a read that comes from the cache can see this edit.
-      await redis.set(recordKey(id), JSON.stringify({ ...first.json, payload: { from: 'redis' } }), 'KEEPTTL');
+      const edited = JSON.stringify({ ...first.json, payload: { from: 'redis' } });
+      await redis.set(recordKey(id), `"edited"${edited}`, 'KEEPTTL');
       const second = await getJson(`${app.queryUrl}/data/${id}`);
       expect(second.json.payload).toEqual({ from: 'redis' });
+      expect(second.headers.get('etag')).toBe('"edited"');
       await redis.del(recordKey(id));
     });
 
@@ -300,25 +321,34 @@ describe('with Redis: in process (counting store reads)', () => {
   let db: Database;
   let cache: RedisRecordCache;
   let closeRedis: () => void;
-  let repository: RecordStore;
+  let writer: RecordWriter;
+  let reader: RecordReader;
   const reads = { findById: 0, list: 0 };
-  let counting: RecordStore;
   let query: QueryService;
   const ingest = () =>
-    createIngestService({ store: repository, validator: createRecordValidator(TEST_LIMITS), cache }).ingest;
+    createIngestService({ writer: notifyingWrites(writer, cache), validator: createRecordValidator(TEST_LIMITS) })
+      .ingest;
+  /** The query side's chain as functions/query/app.ts assembles it, over `store`. */
+  const queryOver = (store: RecordReader) =>
+    createQueryService({
+      records: withRedisRecords(cache, documentFromStore(store)),
+      pages: redisPages(cache),
+      reader: store,
+      cursors: createCursorCodec('test-cursor-secret-0123456789'),
+    });
 
   beforeAll(async () => {
     db = createTestDatabase();
-    repository = createRecordRepository({ db, idempotencyTtlHours: 24 });
-    counting = {
-      ...repository,
-      findById: (id) => {
+    writer = createRecordWriter({ db, idempotencyTtlHours: 24 });
+    reader = createRecordReader(db);
+    const counting: RecordReader = {
+      findJsonById: (id) => {
         reads.findById++;
-        return repository.findById(id);
+        return reader.findJsonById(id);
       },
       list: (q) => {
         reads.list++;
-        return repository.list(q);
+        return reader.list(q);
       },
     };
     const config = testRedisConfig({ commandTimeoutMs: COMMAND_TIMEOUT_MS });
@@ -331,7 +361,7 @@ describe('with Redis: in process (counting store reads)', () => {
       cache.close();
       client.disconnect();
     };
-    query = createQueryService({ store: counting, cursors: createCursorCodec('test-cursor-secret-0123456789'), cache });
+    query = queryOver(counting);
   });
   afterAll(async () => {
     closeRedis();
@@ -340,14 +370,21 @@ describe('with Redis: in process (counting store reads)', () => {
 
   it('20 concurrent GETs of one uncached id read PostgreSQL once, then not at all', async () => {
     const source = uniqueSource();
-    const [written] = await repository.insert([
-      { id: randomUUID(), source, type: 'reading', timestamp: new Date().toISOString(), payload: { n: 1 } },
+    const [written] = await writer.insert([
+      {
+        id: randomUUID(),
+        source,
+        type: 'reading',
+        timestamp: new Date().toISOString(),
+        payload: { n: 1 },
+        payloadJson: '{"n":1}',
+      },
     ]);
     const id = defined(written).id;
     reads.findById = 0;
     const results = await Promise.all(Array.from({ length: 20 }, () => query.getById(id)));
     expect(reads.findById).toBe(1);
-    for (const result of results) expect(result.id).toBe(id);
+    for (const result of results) expect(parsed(result.json).id).toBe(id);
 
     const again = await Promise.all(Array.from({ length: 20 }, () => query.getById(id)));
     expect(reads.findById).toBe(1);
@@ -368,7 +405,7 @@ describe('with Redis: in process (counting store reads)', () => {
     reads.list = 0;
     const pages = await Promise.all(Array.from({ length: 20 }, () => query.list({ source })));
     expect(reads.list).toBe(1);
-    for (const page of pages) expect(page.records).toHaveLength(2);
+    for (const page of pages) expect(parsed(page.json).records).toHaveLength(2);
   });
 
   /**
@@ -382,17 +419,17 @@ describe('with Redis: in process (counting store reads)', () => {
         release = resolve;
       });
       let readDone = false;
-      const store: RecordStore = {
-        ...repository,
-        findById: async (id) => {
-          const found = await repository.findById(id);
+      const store: RecordReader = {
+        ...reader,
+        findJsonById: async (id) => {
+          const found = await reader.findJsonById(id);
           readDone = true;
           await gate;
           return found;
         },
       };
       return {
-        query: createQueryService({ store, cursors: createCursorCodec('test-cursor-secret-0123456789'), cache }),
+        query: queryOver(store),
         release,
         readDone: () => readDone,
       };
@@ -408,7 +445,7 @@ describe('with Redis: in process (counting store reads)', () => {
       slow.release();
       await early; // began before the write: either answer is fine
 
-      await expect(query.getById(id)).resolves.toMatchObject({ id });
+      expect(parsed((await query.getById(id)).json).id).toBe(id);
     });
 
     it('a read that starts after the write was acknowledged finds the record (joined stale flight)', async () => {
@@ -421,7 +458,7 @@ describe('with Redis: in process (counting store reads)', () => {
       slow.release();
       await early;
 
-      await expect(late).resolves.toMatchObject({ id });
+      expect(parsed((await late).json).id).toBe(id);
     });
   });
 });

@@ -6,8 +6,9 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { type Admin, type Consumer, type IHeaders, Kafka, logLevel } from 'kafkajs';
 import { createOutboxRepository, type Database } from '#lib/db';
-import { createKafkaPublisher, createOutboxRelay, type OutboxRelay } from '#lib/events';
+import { createKafkaPublisher, createOutboxRelay, type OutboxRelay, recordEventSchema } from '#lib/events';
 import { createSilentLogger } from '#lib/observability';
+import { storedRecordSchema } from '#lib/records';
 import {
   getJson,
   postJson,
@@ -73,12 +74,11 @@ const received = new Map<string, Received[]>();
 const countOf = (id: string) => received.get(id)?.length ?? 0;
 const allArrived = (ids: readonly string[]) => ids.every((id) => countOf(id) > 0);
 
-/** Outbox rows (and how many of the ids they carry) holding any of these record ids. */
+/** Outbox events (and how many distinct ids they carry) of any of these record ids. */
 async function outboxHolding(db: Database, ids: readonly string[]): Promise<{ rows: number; ids: number }> {
   const result = await db.raw(
-    `SELECT count(DISTINCT o.id)::int AS rows, count(*)::int AS ids
-     FROM outbox o, jsonb_array_elements(o.records) r
-     WHERE r->>'id' = ANY(?::text[])`,
+    `SELECT count(*)::int AS rows, count(DISTINCT record_id)::int AS ids
+     FROM outbox WHERE record_id = ANY(?::uuid[])`,
     [[...ids]],
   );
   const row = (result.rows as Array<{ rows: number; ids: number }>)[0];
@@ -150,7 +150,11 @@ describe('with the relay running', () => {
     });
     const read = await getJson(`${app.queryUrl}/data/${id}`);
     expect(read.status).toBe(200);
+    // Row → record → event: the event's record is exactly what GET answers, and the event is what the
+    // published schema (OpenAPI components.schemas.RecordCreatedEvent) says.
     expect(JSON.parse(message.value)).toEqual({ version: 1, event: 'record.created', record: read.json });
+    expect(recordEventSchema.validate(JSON.parse(message.value), { convert: false }).error).toBeUndefined();
+    expect(storedRecordSchema.validate(read.json, { convert: false }).error).toBeUndefined();
     expect(await outboxHolding(app.db, [id])).toEqual({ rows: 0, ids: 0 });
   }, 20_000);
 
@@ -247,10 +251,10 @@ describe('the outbox holds events until they are published', () => {
     const ids = [...idsOf(batch.json), ...idsOf(single.json)];
 
     // One row per committed write, carrying its records.
-    expect(await outboxHolding(app.db, ids)).toEqual({ rows: 2, ids: 4 });
+    expect(await outboxHolding(app.db, ids)).toEqual({ rows: 4, ids: 4 });
     await sleep(SETTLE_MS);
     expect(ids.map(countOf)).toEqual([0, 0, 0, 0]);
-    expect(await outboxHolding(app.db, ids)).toEqual({ rows: 2, ids: 4 });
+    expect(await outboxHolding(app.db, ids)).toEqual({ rows: 4, ids: 4 });
 
     relay.start();
     await waitFor(() => allArrived(ids), 10_000, 'the held events');

@@ -4,16 +4,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createRecordRepository, type Database } from '#lib/db';
+import { createRecordWriter, type Database } from '#lib/db';
 import { AppError, DependencyUnavailableError } from '#lib/errors';
-import { createGroupCommitStore, type NewRecord, type RecordStore } from '#lib/records';
+import { createGroupCommitStore, type NewRecord, type RecordWriter } from '#lib/records';
 import { createTestDatabase } from '../support/database.ts';
 
 let db: Database;
-let repository: RecordStore;
+let repository: RecordWriter;
 beforeAll(() => {
   db = createTestDatabase(8);
-  repository = createRecordRepository({ db, idempotencyTtlHours: 24 });
+  repository = createRecordWriter({ db, idempotencyTtlHours: 24 });
 });
 afterAll(async () => {
   await db.destroy();
@@ -26,6 +26,7 @@ const recordOf = (src: string, id = randomUUID(), timestamp = new Date().toISOSt
   type: 'reading',
   timestamp,
   payload: { n: 1 },
+  payloadJson: '{"n":1}',
 });
 
 async function storedIds(src: string): Promise<Set<string>> {

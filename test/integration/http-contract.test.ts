@@ -4,13 +4,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { uncachedPages } from '#lib/cache';
 import { createSilentLogger } from '#lib/observability';
 import {
   createCursorCodec,
   createIngestService,
   createQueryService,
   createRecordValidator,
-  type RecordStore,
+  documentFromStore,
+  type RecordReader,
+  type RecordWriter,
 } from '#lib/records';
 import { createRuntimeServer, type RuntimeServer } from '#lib/runtime';
 import { createIngestHandler } from '../../functions/ingest/handler.ts';
@@ -266,14 +269,14 @@ describe('5xx bodies', () => {
   // A store that fails the way a bug would: with a message full of internals. Whatever the error carries, the
   // client gets an opaque problem with the request id, and nothing of the message, SQL or stack.
   const SECRET = 'password=hunter2 SELECT * FROM records WHERE knex pg stack';
-  const failing: RecordStore = {
+  const failing: RecordWriter & RecordReader = {
     insert: async () => {
       throw new Error(SECRET);
     },
     insertIdempotent: async () => {
       throw new TypeError(SECRET);
     },
-    findById: async () => {
+    findJsonById: async () => {
       throw Object.assign(new Error(SECRET), { code: 'XX000', detail: SECRET });
     },
     list: async () => {
@@ -294,17 +297,21 @@ describe('5xx bodies', () => {
       ...common,
       functionName: 'ingest',
       handler: createIngestHandler({
-        ingest: createIngestService({ store: failing, validator: createRecordValidator(TEST_LIMITS) }),
+        ingest: createIngestService({ writer: failing, validator: createRecordValidator(TEST_LIMITS) }),
         logger,
         openApi: {},
-        bodyLimitBytes: 1 << 20,
       }),
     });
     const query = createRuntimeServer({
       ...common,
       functionName: 'query',
       handler: createQueryHandler({
-        query: createQueryService({ store: failing, cursors: createCursorCodec('another-test-secret-012345') }),
+        query: createQueryService({
+          records: documentFromStore(failing),
+          pages: uncachedPages,
+          reader: failing,
+          cursors: createCursorCodec('another-test-secret-012345'),
+        }),
         logger,
         openApi: {},
       }),

@@ -157,7 +157,7 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => (s.server.listening ? s.drain(200) : undefined)));
 });
 
-const okHandler: HttpHandler = async (event) => jsonResponse(200, { path: event.rawPath });
+const okHandler: HttpHandler = async (event) => jsonResponse(200, { path: event.path });
 
 describe('body cap', () => {
   let app: TestApp;
@@ -414,7 +414,7 @@ describe('drain', () => {
         entered++;
         if (entered === 5) allEntered.resolve();
         await gate.promise;
-        return jsonResponse(200, { path: event.rawPath });
+        return jsonResponse(200, { path: event.path });
       },
       { readiness: async () => true },
     );
@@ -516,7 +516,7 @@ describe('malformed HTTP', () => {
     let calls = 0;
     const { port } = await startRuntime(async (event) => {
       calls++;
-      return jsonResponse(200, { path: event.rawPath });
+      return jsonResponse(200, { path: event.path });
     });
     const { text } = await rawExchange(port, 'THIS IS NOT HTTP\r\n\u0000\u0001\r\n\r\n');
     const reply = parseRaw(text);

@@ -7,21 +7,12 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { Kafka, logLevel } from 'kafkajs';
 import type { KafkaConfig } from '#lib/config';
-import { createDatabase, createOutboxRepository, createRecordRepository, type Database } from '#lib/db';
-import {
-  createKafkaClient,
-  createKafkaPublisher,
-  createOutboxRelay,
-  type EventPublisher,
-  ensureTopic,
-  type OutboxRelay,
-} from '#lib/events';
-import { buildOpenApiDocument } from '#lib/http';
+import { createDatabase, type Database } from '#lib/db';
+import { createKafkaClient, createKafkaPublisher, type EventPublisher, ensureTopic } from '#lib/events';
 import { createSilentLogger, startTracing, type Tracing } from '#lib/observability';
-import { createGroupCommitStore, createIngestService, createRecordValidator } from '#lib/records';
 import { createRuntimeServer, type RuntimeServer } from '#lib/runtime';
-import { createIngestHandler } from '../../functions/ingest/handler.ts';
-import { TEST_LIMITS } from '../support/app.ts';
+import { createIngestApp, type IngestApp } from '../../functions/ingest/app.ts';
+import { testConfig } from '../support/app.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
 
 const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:29092').split(',');
@@ -42,7 +33,7 @@ let db: Database;
 let database: PrivateDatabase;
 let tracing: Tracing;
 let server: RuntimeServer;
-let relay: OutboxRelay;
+let app: IngestApp;
 let publisher: EventPublisher;
 let url: string;
 const exporter = new InMemorySpanExporter();
@@ -62,44 +53,24 @@ beforeAll(async () => {
   // The topic exists before the consumer subscribes (the publisher would only create it at its first send).
   await ensureTopic(createKafkaClient({ config: kafkaConfig, logger }), kafkaConfig);
   publisher = createKafkaPublisher({ config: kafkaConfig, logger });
-  relay = createOutboxRelay({
-    store: createOutboxRepository(db),
-    publisher,
-    logger,
-    batchSize: 100,
-    pollIntervalMs: 50,
-    maxBackoffMs: 500,
+  // The ingest function as main.ts builds it (group commit and relay included), on this test's database.
+  const config = testConfig({
+    DATABASE_URL: database.url,
+    KAFKA_BROKERS: brokers.join(','),
+    KAFKA_TOPIC: topic,
+    KAFKA_TOPIC_PARTITIONS: '1',
+    RELAY_POLL_INTERVAL_MS: '50',
+    RELAY_MAX_BACKOFF_MS: '500',
   });
-  const repository = createRecordRepository({ db, idempotencyTtlHours: 24, onCommitted: () => relay.nudge() });
-  server = createRuntimeServer({
-    logger,
-    functionName: 'ingest',
-    bodyLimitBytes: 1 << 20,
-    keepAliveTimeoutMs: 95_000,
-    headersTimeoutMs: 10_000,
-    requestTimeoutMs: 30_000,
-    handler: createIngestHandler({
-      ingest: createIngestService({
-        store: createGroupCommitStore(repository, {
-          maxBatchRecords: 100,
-          windowMs: 1,
-          concurrency: 2,
-          maxQueuedRecords: 1000,
-        }),
-        validator: createRecordValidator(TEST_LIMITS),
-      }),
-      logger,
-      openApi: buildOpenApiDocument(TEST_LIMITS),
-      bodyLimitBytes: 1 << 20,
-    }),
-  });
+  app = createIngestApp(config, { db, publisher }, logger);
+  await app.start({ maintenance: false });
+  server = createRuntimeServer({ ...config.http, logger, functionName: 'ingest', handler: app.handler });
   url = `http://127.0.0.1:${(await server.listen(0, '127.0.0.1')).port}`;
-  relay.start();
 });
 
 afterAll(async () => {
   await server.drain(1_000);
-  await relay.stop();
+  await app.close();
   await publisher.close();
   await tracing.shutdown();
   await db.destroy();

@@ -1,19 +1,25 @@
 /**
- * Both functions wired exactly as their main.ts does, on real PostgreSQL, each on its own loopback port.
- * Tests talk to them over real HTTP.
+ * Both functions built by their own composition roots (functions/<fn>/app.ts, exactly what main.ts serves), on
+ * real PostgreSQL, each on its own loopback port. Tests talk to them over real HTTP. Settings go through
+ * `loadConfig` as environment variables, as in production; only the clients are created here.
  */
 
 import { randomUUID } from 'node:crypto';
-import { createRecordCache, createRedisClient, type RedisClient, type RedisRecordCache } from '#lib/cache';
-import type { CacheConfig, KafkaConfig, RecordLimits, RedisConfig, RelayConfig } from '#lib/config';
-import { createDatabase, createOutboxRepository, createRecordRepository, type Database, databaseNameOf } from '#lib/db';
-import { createKafkaPublisher, createOutboxRelay, type EventPublisher, type OutboxRelay } from '#lib/events';
-import { buildOpenApiDocument, createResponseTier } from '#lib/http';
+import { createRedisClient, type RedisClient, type RedisRecordCache } from '#lib/cache';
+import {
+  type CacheConfig,
+  type KafkaConfig,
+  loadConfig,
+  type RecordLimits,
+  type RelayConfig,
+  type ServiceConfig,
+} from '#lib/config';
+import { createDatabase, type Database, databaseNameOf } from '#lib/db';
+import { createKafkaPublisher, type OutboxRelay } from '#lib/events';
 import { createSilentLogger } from '#lib/observability';
-import { createCursorCodec, createIngestService, createQueryService, createRecordValidator } from '#lib/records';
 import { createRuntimeServer, type RuntimeServer } from '#lib/runtime';
-import { createIngestHandler } from '../../functions/ingest/handler.ts';
-import { createQueryHandler } from '../../functions/query/handler.ts';
+import { createIngestApp } from '../../functions/ingest/app.ts';
+import { createQueryApp } from '../../functions/query/app.ts';
 import { createTestDatabase, testDatabaseUrl } from './database.ts';
 
 export const TEST_LIMITS: RecordLimits = {
@@ -40,6 +46,8 @@ export interface TestApp {
   readonly relay: OutboxRelay | undefined;
   /** With `kafka`: the Kafka settings the relay publishes with. */
   readonly kafkaConfig: KafkaConfig | undefined;
+  /** The configuration both functions were built from. */
+  readonly config: ServiceConfig;
   close(): Promise<void>;
 }
 
@@ -66,7 +74,7 @@ export interface TestKafkaOptions {
 export interface TestAppOptions {
   readonly bodyLimitBytes?: number;
   readonly limits?: Partial<RecordLimits>;
-  /** Wires a Redis client and record cache into both functions, as their main.ts does. */
+  /** Wires a Redis client into both functions, as their main.ts does. */
   readonly redis?: boolean | TestRedisOptions;
   /** Wires a Kafka publisher and the outbox relay into ingest, as its main.ts does. */
   readonly kafka?: TestKafkaOptions;
@@ -74,6 +82,8 @@ export interface TestAppOptions {
   readonly databaseUrl?: string;
   /** false: no in-process tier of ready responses in query, so every GET by id reaches the cache and store. */
   readonly responseTier?: boolean;
+  /** More settings, as environment variables (e.g. GROUP_COMMIT_ENABLED). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export const TEST_CACHE_CONFIG: CacheConfig = {
@@ -90,124 +100,114 @@ export const TEST_RELAY_CONFIG: Omit<RelayConfig, 'enabled'> = {
   maxBackoffMs: 1_000,
 };
 
-/** Redis settings for tests: REDIS_URL, a unique key prefix, the production defaults for timeouts. */
-export function testRedisConfig(options: TestRedisOptions = {}): RedisConfig {
-  const url = options.url ?? process.env.REDIS_URL;
+const redisUrlFromEnv = (): string => {
+  const url = process.env.REDIS_URL;
   if (!url) throw new Error('REDIS_URL is not set; run the suite with scripts/run-tests.ts (it starts Redis).');
-  return {
-    url,
-    clusterNodes: [],
-    tls: false,
-    keyPrefix: options.keyPrefix ?? `test:${randomUUID().slice(0, 8)}:`,
-    commandTimeoutMs: options.commandTimeoutMs ?? 100,
-    connectTimeoutMs: options.connectTimeoutMs ?? 1_000,
-  };
-}
+  return url;
+};
+
+const kafkaBrokersFromEnv = (): string[] => {
+  const list = process.env.KAFKA_BROKERS?.split(',');
+  if (list === undefined || list.length === 0 || list[0] === '') {
+    throw new Error('KAFKA_BROKERS is not set; run the suite with scripts/run-tests.ts (it starts Kafka).');
+  }
+  return list;
+};
 
 /** Kafka settings for tests: KAFKA_BROKERS and the given topic. */
 export function testKafkaConfig(topic: string, brokers?: readonly string[], partitions = 3): KafkaConfig {
-  const fromEnv = process.env.KAFKA_BROKERS;
-  const list = brokers ?? fromEnv?.split(',');
-  if (list === undefined || list.length === 0) {
-    throw new Error('KAFKA_BROKERS is not set; run the suite with scripts/run-tests.ts (it starts Kafka).');
-  }
+  const kafka = testConfig({
+    KAFKA_BROKERS: (brokers ?? kafkaBrokersFromEnv()).join(','),
+    KAFKA_TOPIC: topic,
+    KAFKA_TOPIC_PARTITIONS: String(partitions),
+    KAFKA_CLIENT_ID: 'data-service-tests',
+  }).kafka;
+  if (kafka === undefined) throw new Error('unreachable: KAFKA_BROKERS was given');
+  return kafka;
+}
+
+/** The service's configuration for tests: the suite's database, a test cursor secret, and `env` on top. */
+export function testConfig(env: Readonly<Record<string, string | undefined>> = {}): ServiceConfig {
+  return loadConfig({
+    DATABASE_URL: testDatabaseUrl(),
+    CURSOR_SECRET: 'test-cursor-secret-0123456789',
+    LOG_LEVEL: 'silent',
+    ...env,
+  });
+}
+
+/** The options of a test app as the environment variables production would set. */
+function envOf(options: TestAppOptions, redisPrefix: string | undefined): Record<string, string | undefined> {
+  const limits = { ...TEST_LIMITS, ...options.limits };
+  const redis = options.redis === true ? {} : options.redis || undefined;
+  const cache = { ...TEST_CACHE_CONFIG, ...redis?.cache };
+  const relay = { ...TEST_RELAY_CONFIG, ...options.kafka?.relay };
   return {
-    brokers: list,
-    clientId: 'data-service-tests',
-    topic,
-    topicPartitions: partitions,
-    topicReplicationFactor: 1,
-    ssl: false,
-    sasl: undefined,
-    connectionTimeoutMs: 1_000,
-    requestTimeoutMs: 5_000,
+    ...(options.databaseUrl !== undefined && { DATABASE_URL: options.databaseUrl }),
+    DATABASE_POOL_MAX: '4',
+    BODY_LIMIT_BYTES: String(options.bodyLimitBytes ?? 1024 * 1024),
+    RECORDS_MAX_BATCH: String(limits.maxBatchRecords),
+    RECORD_PAYLOAD_MAX_BYTES: String(limits.payloadMaxBytes),
+    RECORD_PAYLOAD_MAX_DEPTH: String(limits.payloadMaxDepth),
+    RECORD_MAX_PAST_DAYS: String(limits.maxPastMs / 86_400_000),
+    RECORD_MAX_FUTURE_HOURS: String(limits.maxFutureMs / 3_600_000),
+    ...(redis && {
+      REDIS_URL: redis.url ?? redisUrlFromEnv(),
+      REDIS_KEY_PREFIX: redisPrefix,
+      REDIS_COMMAND_TIMEOUT_MS: String(redis.commandTimeoutMs ?? 100),
+      REDIS_CONNECT_TIMEOUT_MS: String(redis.connectTimeoutMs ?? 1_000),
+      CACHE_RECORD_TTL_SECONDS: String(cache.recordTtlSeconds),
+      CACHE_NEGATIVE_TTL_SECONDS: String(cache.negativeTtlSeconds),
+      CACHE_LIST_TTL_SECONDS: String(cache.listTtlSeconds),
+      CACHE_BREAKER_FAILURES: String(cache.breakerFailureThreshold),
+      CACHE_BREAKER_RESET_MS: String(cache.breakerResetMs),
+    }),
+    ...(options.kafka && {
+      KAFKA_BROKERS: (options.kafka.brokers ?? kafkaBrokersFromEnv()).join(','),
+      KAFKA_TOPIC: options.kafka.topic,
+      KAFKA_TOPIC_PARTITIONS: String(options.kafka.partitions ?? 3),
+      KAFKA_CLIENT_ID: 'data-service-tests',
+      RELAY_BATCH_SIZE: String(relay.batchSize),
+      RELAY_POLL_INTERVAL_MS: String(relay.pollIntervalMs),
+      RELAY_MAX_BACKOFF_MS: String(relay.maxBackoffMs),
+    }),
+    ...(options.responseTier === false && { QUERY_RESPONSE_CACHE_ENTRIES: '0' }),
+    ...options.env,
   };
 }
 
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
+  const redisOptions = options.redis === true ? {} : options.redis || undefined;
+  const redisPrefix = redisOptions && (redisOptions.keyPrefix ?? `test:${randomUUID().slice(0, 8)}:`);
+  const config = testConfig(envOf(options, redisPrefix));
   const db = options.databaseUrl === undefined ? createTestDatabase() : createOtherTestDatabase(options.databaseUrl);
   const logger = createSilentLogger();
-  const limits = { ...TEST_LIMITS, ...options.limits };
-  const bodyLimitBytes = options.bodyLimitBytes ?? 1024 * 1024;
 
-  // As functions/*/main.ts: each function has its own Redis client and cache.
-  const redisOptions = options.redis === true ? {} : options.redis || undefined;
-  const redisConfig = redisOptions && testRedisConfig(redisOptions);
-  const cacheConfig = { ...TEST_CACHE_CONFIG, ...redisOptions?.cache };
-  const redisClients: RedisClient[] = [];
-  const newCache = (): RedisRecordCache | undefined => {
-    if (redisConfig === undefined) return undefined;
-    const redis = createRedisClient(redisConfig, logger);
-    redisClients.push(redis);
-    return createRecordCache({ redis, config: cacheConfig, keyPrefix: redisConfig.keyPrefix, logger });
-  };
-  const ingestCache = newCache();
-  const queryCache = newCache();
+  // As functions/*/main.ts: each function has its own Redis client.
+  const redisClients: RedisClient[] = config.redis
+    ? [createRedisClient(config.redis, logger), createRedisClient(config.redis, logger)]
+    : [];
   // A command sent before the client is ready fails at once (no offline queue) and counts against the breaker:
   // give reachable servers their connect time, so tests start from a warm client (an unreachable one errs at once).
-  await Promise.all(redisClients.map((client) => settleConnection(client, redisConfig?.connectTimeoutMs ?? 1_000)));
+  await Promise.all(redisClients.map((client) => settleConnection(client, config.redis?.connectTimeoutMs ?? 1_000)));
+  const [ingestRedis, queryRedis] = redisClients;
 
-  // As functions/ingest/main.ts: the relay is created first, and every commit nudges it.
-  const kafkaConfig =
-    options.kafka && testKafkaConfig(options.kafka.topic, options.kafka.brokers, options.kafka.partitions);
-  const publisher: EventPublisher | undefined = kafkaConfig && createKafkaPublisher({ config: kafkaConfig, logger });
-  const relay =
-    publisher &&
-    createOutboxRelay({
-      store: createOutboxRepository(db),
-      publisher,
+  const publisher = config.kafka && createKafkaPublisher({ config: config.kafka, logger });
+  const ingestApp = createIngestApp(config, { db, redis: ingestRedis, publisher }, logger);
+  // The test database is migrated and maintained once per run by the global setup.
+  await ingestApp.start({ maintenance: false, relay: options.kafka?.startRelay !== false });
+  const queryApp = createQueryApp(config, { db, redis: queryRedis }, logger);
+
+  const server = (name: string, app: { handler: typeof ingestApp.handler; readiness: () => Promise<boolean> }) =>
+    createRuntimeServer({
+      ...config.http,
+      functionName: name,
+      handler: app.handler,
+      readiness: app.readiness,
       logger,
-      ...TEST_RELAY_CONFIG,
-      ...options.kafka?.relay,
     });
-  if (options.kafka?.startRelay !== false) relay?.start();
-
-  const store = createRecordRepository({
-    db,
-    idempotencyTtlHours: 24,
-    ...(relay && { onCommitted: () => relay.nudge() }),
-  });
-  const openApi = buildOpenApiDocument(limits);
-  const runtime = {
-    logger,
-    bodyLimitBytes,
-    keepAliveTimeoutMs: 95_000,
-    headersTimeoutMs: 10_000,
-    requestTimeoutMs: 30_000,
-    readiness: async () => {
-      await db.raw('SELECT 1');
-      return true;
-    },
-  };
-  const ingest = createRuntimeServer({
-    ...runtime,
-    functionName: 'ingest',
-    handler: createIngestHandler({
-      ingest: createIngestService({
-        store,
-        validator: createRecordValidator(limits),
-        ...(ingestCache && { cache: ingestCache }),
-      }),
-      logger,
-      openApi,
-      bodyLimitBytes,
-    }),
-  });
-  const query = createRuntimeServer({
-    ...runtime,
-    functionName: 'query',
-    handler: createQueryHandler({
-      query: createQueryService({
-        store,
-        cursors: createCursorCodec('test-cursor-secret-0123456789'),
-        ...(queryCache && { cache: queryCache }),
-      }),
-      logger,
-      openApi,
-      // As in functions/query/main.ts, unless a test needs every read to reach the cache.
-      ...(options.responseTier !== false && { ready: createResponseTier({ maxEntries: 1000, maxBytes: 1 << 24 }) }),
-    }),
-  });
+  const ingest = server('ingest', ingestApp);
+  const query = server('query', queryApp);
   const ingestAddress = await ingest.listen(0, '127.0.0.1');
   const queryAddress = await query.listen(0, '127.0.0.1');
   return {
@@ -216,18 +216,17 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     db,
     ingest,
     query,
-    redisKeyPrefix: redisConfig?.keyPrefix,
-    cache: queryCache,
-    ingestCache,
-    relay,
-    kafkaConfig,
+    redisKeyPrefix: redisPrefix,
+    cache: queryApp.cache,
+    ingestCache: ingestApp.cache,
+    relay: ingestApp.relay,
+    kafkaConfig: config.kafka,
+    config,
     async close() {
       await Promise.all([ingest.drain(5_000), query.drain(5_000)]);
-      // As functions/ingest/main.ts's close.
-      await relay?.stop(2_000);
+      // As functions/*/main.ts: the apps first, then the clients.
+      await Promise.all([ingestApp.close(), queryApp.close()]);
       await publisher?.close();
-      ingestCache?.close();
-      queryCache?.close();
       for (const redis of redisClients) redis.disconnect();
       await db.destroy();
     },

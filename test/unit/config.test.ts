@@ -65,7 +65,7 @@ describe('loadConfig', () => {
         breakerResetMs: 5_000,
       },
       kafka: undefined,
-      relay: { enabled: true, batchSize: 100, pollIntervalMs: 100, maxBackoffMs: 5_000 },
+      relay: { enabled: true, batchSize: 500, pollIntervalMs: 100, maxBackoffMs: 5_000 },
       groupCommit: { enabled: true, maxBatchRecords: 1_000, windowMs: 1, concurrency: 2, maxQueuedRecords: 20_000 },
       tracing: { otlpEndpoint: undefined, sampleRatio: 0.01 },
       responseTier: { maxEntries: 10_000, maxBytes: 32 * 1024 * 1024 },

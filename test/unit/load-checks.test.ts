@@ -4,16 +4,20 @@
  * store, and every answer must pass; then broken variants of real answers must each be caught.
  */
 import { beforeAll, describe, expect, it } from '@jest/globals';
+import { buildOpenApiDocument } from '#lib/api';
+import { uncachedPages } from '#lib/cache';
 import { AppError } from '#lib/errors';
-import { buildOpenApiDocument, type HttpContext, type HttpEvent, type HttpHandler, problemResponse } from '#lib/http';
+import { type FunctionContext, type HttpHandler, type HttpRequest, problemResponse } from '#lib/http';
 import { createSilentLogger } from '#lib/observability';
 import {
   createCursorCodec,
   createIngestService,
   createQueryService,
   createRecordValidator,
+  documentFromStore,
+  type RecordReader,
   type RecordSchemaLimits,
-  type RecordStore,
+  type RecordWriter,
   type StoredRecord,
   type WriteResult,
 } from '#lib/records';
@@ -41,14 +45,16 @@ const LIMITS: RecordSchemaLimits = {
 };
 const BODY_LIMIT = 1024 * 1024;
 
-/** A RecordStore in memory, with the semantics lib/db gives: all or nothing, duplicates, keyset order. */
-function memoryStore(): RecordStore {
+type MemoryStore = RecordWriter & RecordReader;
+
+/** A store in memory, with the semantics lib/db gives: all or nothing, duplicates, keyset order. */
+function memoryStore(): MemoryStore {
   const rows = new Map<string, StoredRecord>();
   const keys = new Map<
     string,
-    { fingerprint: string; result: ReturnType<Parameters<RecordStore['insertIdempotent']>[1]['result']> }
+    { fingerprint: string; result: ReturnType<Parameters<MemoryStore['insertIdempotent']>[1]['result']> }
   >();
-  const insert: RecordStore['insert'] = async (records) => {
+  const insert: MemoryStore['insert'] = async (records) => {
     const results: WriteResult[] = [];
     for (const record of records) {
       if (rows.has(record.id)) {
@@ -56,7 +62,8 @@ function memoryStore(): RecordStore {
         continue;
       }
       const timestamp = new Date(Date.parse(record.timestamp)).toISOString();
-      rows.set(record.id, { ...record, timestamp, received_at: new Date().toISOString() });
+      const { id, source, type, payload } = record;
+      rows.set(id, { id, source, type, timestamp, payload, received_at: new Date().toISOString() });
       results.push({ id: record.id, status: 'created' });
     }
     return results;
@@ -76,7 +83,10 @@ function memoryStore(): RecordStore {
       keys.set(claim.key, { fingerprint: claim.fingerprint, result });
       return { kind: 'committed', result };
     },
-    findById: async (id) => rows.get(id),
+    findJsonById: async (id) => {
+      const row = rows.get(id);
+      return row === undefined ? undefined : JSON.stringify(row);
+    },
     async list(query) {
       const after = query.after;
       return [...rows.values()]
@@ -87,12 +97,13 @@ function memoryStore(): RecordStore {
         )
         .filter((r) => after === undefined || newer(r, after) < 0)
         .sort((a, b) => newer(b, a))
-        .slice(0, query.limit);
+        .slice(0, query.limit)
+        .map((r) => ({ id: r.id, timestamp: r.timestamp, json: JSON.stringify(r) }));
     },
   };
 }
 
-const context = {} as HttpContext;
+const context = {} as FunctionContext;
 let ingest: HttpHandler;
 let query: HttpHandler;
 
@@ -101,58 +112,49 @@ beforeAll(() => {
   const logger = createSilentLogger();
   const openApi = buildOpenApiDocument(LIMITS);
   const validator = createRecordValidator(LIMITS);
-  ingest = createIngestHandler({
-    ingest: createIngestService({ store, validator }),
-    logger,
-    openApi,
-    bodyLimitBytes: BODY_LIMIT,
-  });
+  ingest = createIngestHandler({ ingest: createIngestService({ writer: store, validator }), logger, openApi });
   query = createQueryHandler({
-    query: createQueryService({ store, cursors: createCursorCodec('test') }),
+    query: createQueryService({
+      records: documentFromStore(store),
+      pages: uncachedPages,
+      reader: store,
+      cursors: createCursorCodec('test'),
+    }),
     logger,
     openApi,
   });
 });
 
-/** A spec as the runtime hands it to a handler (lib/runtime/http-server.ts builds the same event). */
-function eventOf(spec: RequestSpec): HttpEvent {
-  const [rawPath = '', rawQueryString = ''] = spec.path.split('?');
-  const params = new URLSearchParams(rawQueryString);
+/** A spec as the edge (lib/runtime/http-server.ts) hands it to a handler. */
+function requestOf(spec: RequestSpec): HttpRequest {
+  const [path = '', rawQuery = ''] = spec.path.split('?');
   return {
-    version: '2.0',
-    routeKey: '$default',
-    rawPath,
-    rawQueryString,
+    method: spec.method,
+    path,
+    rawQuery,
     headers: normalizeHeaders(spec.headers),
-    requestContext: {
-      accountId: 'test',
-      apiId: 'test',
-      domainName: 'localhost',
-      domainPrefix: 'localhost',
-      http: { method: spec.method, path: rawPath, protocol: 'HTTP/1.1', sourceIp: '127.0.0.1', userAgent: 'jest' },
-      requestId: 'runtime-id',
-      routeKey: '$default',
-      stage: '$default',
-      time: new Date().toISOString(),
-      timeEpoch: Date.now(),
-    },
-    isBase64Encoded: false,
-    ...(rawQueryString !== '' && { queryStringParameters: Object.fromEntries(params) }),
-    ...(spec.body !== undefined && { body: spec.body }),
+    body: spec.body === undefined ? undefined : Buffer.from(spec.body),
+    requestId: requestIdOf(spec),
+    route: undefined,
+    params: {},
   };
 }
+
+/** The edge echoes a well-formed X-Request-Id, or its own. */
+const requestIdOf = (spec: RequestSpec): string => spec.headers['x-request-id'] ?? 'runtime-id';
 
 /** What the service answers to `spec`, as the runtime would put it on the wire. */
 async function answer(spec: RequestSpec): Promise<Exchange> {
   if (Buffer.byteLength(spec.body ?? '') > BODY_LIMIT) {
     // The runtime refuses an oversized body while it streams in, before any handler runs.
-    const requestId = spec.headers['x-request-id'] ?? 'runtime-id';
+    const requestId = requestIdOf(spec);
     const response = problemResponse(new AppError('payload-too-large', 'too large'), { requestId });
     const headers = normalizeHeaders({ ...response.headers, 'x-request-id': requestId });
     return { status: response.statusCode, headers, body: response.body };
   }
-  const response = await (functionOf(spec) === 'ingest' ? ingest : query)(eventOf(spec), context);
-  return { status: response.statusCode, headers: normalizeHeaders(response.headers), body: response.body };
+  const response = await (functionOf(spec) === 'ingest' ? ingest : query)(requestOf(spec), context);
+  const headers = normalizeHeaders({ ...response.headers, 'x-request-id': requestIdOf(spec) });
+  return { status: response.statusCode, headers, body: String(response.body) };
 }
 
 const record = () => ({ ...DEFAULT_RECORD_OPTIONS, now: Date.now(), runTag: 'rcheck' });

@@ -2,8 +2,8 @@ import { describe, expect, it } from '@jest/globals';
 import Ajv2020 from 'ajv/dist/2020.js';
 import fc from 'fast-check';
 import type Joi from 'joi';
-import { buildOpenApiDocument } from '#lib/http';
-import { batchInputSchema, type RecordSchemaLimits, recordInputSchema } from '#lib/records';
+import { API_ROUTES, buildOpenApiDocument } from '#lib/api';
+import { type RecordSchemaLimits, recordSchemas } from '#lib/records';
 
 const LIMITS: RecordSchemaLimits = {
   maxBatchRecords: 3,
@@ -31,6 +31,24 @@ describe('buildOpenApiDocument', () => {
     expect(Object.keys(paths['/openapi.json'] ?? {})).toEqual(['get']);
     const operationIds = Object.values(paths).flatMap((item) => Object.values(item).map((op) => at(op, 'operationId')));
     expect(new Set(operationIds).size).toBe(operationIds.length);
+  });
+
+  it('has exactly one operation per route of the route table, and nothing else', () => {
+    const operations = Object.entries(document.paths as Record<string, Json>).flatMap(([path, item]) =>
+      Object.entries(item).map(([method, op]) => `${method.toUpperCase()} ${path} ${String(at(op, 'operationId'))}`),
+    );
+    expect(operations.sort()).toEqual(API_ROUTES.map((r) => `${r.method} ${r.path} ${r.operationId}`).sort());
+  });
+
+  it('describes the list query parameters from the joi schema, limit as a bounded integer', () => {
+    const parameters = at(document, 'paths', '/data', 'get', 'parameters') as Json[];
+    expect(parameters.map((p) => p.name)).toEqual(['source', 'type', 'from', 'to', 'limit', 'cursor']);
+    expect(parameters.find((p) => p.name === 'limit')?.schema).toMatchObject({
+      type: 'integer',
+      minimum: 1,
+      maximum: 1000,
+      default: 100,
+    });
   });
 
   it('states the limits it was built with', () => {
@@ -74,7 +92,7 @@ const ajv = new Ajv2020.default({ strict: false, validateFormats: false, allErro
 ajv.addSchema({ ...document, $id: 'https://example.test/openapi.json' });
 const ajvRecord = ajv.getSchema('https://example.test/openapi.json#/components/schemas/RecordInput');
 const ajvBatch = ajv.getSchema('https://example.test/openapi.json#/components/schemas/BatchInput');
-const joiBatch = batchInputSchema(LIMITS.maxBatchRecords);
+const { recordInput: recordInputSchema, batchInput: joiBatch } = recordSchemas(LIMITS);
 
 const joiAccepts = (schema: Joi.Schema, value: unknown): boolean =>
   schema.validate(value, { abortEarly: false, convert: false }).error === undefined;

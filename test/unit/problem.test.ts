@@ -9,6 +9,9 @@ import {
 import { PROBLEM_TYPE_BASE, problemCatalogue, problemResponse, problemType, statusOf } from '#lib/http';
 
 const STATUS: Readonly<Record<ErrorCode, number>> = {
+  'malformed-request': 400,
+  'request-timeout': 408,
+  'headers-too-large': 431,
   'malformed-json': 400,
   'invalid-parameter': 400,
   'invalid-cursor': 400,

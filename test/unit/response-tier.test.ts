@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
-import { createResponseTier } from '#lib/http';
+import { createResponseTier } from '#lib/cache';
 
-const ready = (body: string) => ({ body, etag: `"${body.length}"` });
+const ready = (json: string) => ({ json, etag: `"${json.length}"` });
 
 describe('createResponseTier', () => {
   it('returns what was stored and counts hits and misses', () => {
@@ -12,10 +12,13 @@ describe('createResponseTier', () => {
     expect(tier.stats()).toMatchObject({ entries: 1, hits: 1, misses: 1 });
   });
 
-  it('evicts the oldest entries past the entry bound', () => {
+  it('evicts the least recently used entries past the entry bound', () => {
     const tier = createResponseTier({ maxEntries: 3, maxBytes: 1_000_000 });
-    for (const key of ['a', 'b', 'c', 'd', 'e']) tier.set(key, ready(key));
-    expect(['a', 'b', 'c', 'd', 'e'].map((k) => tier.get(k) !== undefined)).toEqual([false, false, true, true, true]);
+    for (const key of ['a', 'b', 'c']) tier.set(key, ready(key));
+    // A read makes `a` the most recently used: `b` and `c` go first.
+    expect(tier.get('a')).toBeDefined();
+    for (const key of ['d', 'e']) tier.set(key, ready(key));
+    expect(['a', 'b', 'c', 'd', 'e'].map((k) => tier.get(k) !== undefined)).toEqual([true, false, false, true, true]);
     expect(tier.stats().entries).toBe(3);
   });
 

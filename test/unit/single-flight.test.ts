@@ -1,5 +1,5 @@
 import { describe, expect, it, jest } from '@jest/globals';
-import { createSingleFlight } from '#lib/records';
+import { createSingleFlight } from '#lib/cache';
 
 /** Work that settles when the test says so. */
 function deferred<T>() {

@@ -1,11 +1,11 @@
 /**
- * `npm run db:migrate`: applies pending migrations, then creates the partitions the write window needs
+ * The migration job (`npm run db:migrate`, a Kubernetes Job in production): applies pending migrations, then creates the partitions the write window needs
  * (`--maintain-only` skips the migrations: the periodic job of a deployment without an ingest pod running it).
  */
 import { createDatabase, maintainPartitions, migrateToLatest, partitionPlanFrom } from '#lib/db';
 import { bootstrap } from '#lib/runtime';
 
-const { config, logger } = bootstrap(process.env);
+const { config, logger, logging } = bootstrap(process.env);
 const db = createDatabase({ ...config.database, poolMax: 2, applicationName: `${config.service}:migrate` });
 try {
   if (!process.argv.includes('--maintain-only')) {
@@ -19,4 +19,5 @@ try {
   process.exitCode = 1;
 } finally {
   await db.destroy();
+  logging.sink?.flushSync();
 }

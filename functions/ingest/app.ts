@@ -1,0 +1,105 @@
+/**
+ * The ingest function composed from its configuration and clients: the one place where its parts are wired.
+ * `main.ts` (production) and the tests both build it here.
+ */
+import { buildOpenApiDocument } from '#lib/api';
+import { createRecordCache, type RedisClient, type RedisRecordCache } from '#lib/cache';
+import type { ServiceConfig } from '#lib/config';
+import {
+  createDatabaseProbe,
+  createOutboxRepository,
+  createRecordWriter,
+  type Database,
+  partitionPlanFrom,
+  poolStats,
+  schedulePartitionMaintenance,
+} from '#lib/db';
+import { createOutboxRelay, type EventPublisher, type OutboxRelay } from '#lib/events';
+import type { HttpHandler } from '#lib/http';
+import { createMetrics, type Logger, type Metrics } from '#lib/observability';
+import { createGroupCommitStore, createIngestService, createRecordValidator, notifyingWrites } from '#lib/records';
+import { createIngestHandler } from './handler.ts';
+
+/** What the ingest function is given; `main.ts` creates them and closes them after the app. */
+export interface IngestClients {
+  readonly db: Database;
+  readonly redis?: RedisClient | undefined;
+  /** The Kafka producer the outbox relay publishes with; without it events wait in the outbox. */
+  readonly publisher?: EventPublisher | undefined;
+}
+
+export interface IngestApp {
+  readonly handler: HttpHandler;
+  readonly readiness: () => Promise<boolean>;
+  readonly metrics: Metrics;
+  /** The outbox relay running in this function, when it has a publisher and RELAY_ENABLED. */
+  readonly relay: OutboxRelay | undefined;
+  readonly cache: RedisRecordCache | undefined;
+  /** Keeps partitions ahead (the first run completes before it resolves) and starts the relay. */
+  start(options?: { readonly maintenance?: boolean; readonly relay?: boolean }): Promise<void>;
+  /** Stops what the app started (maintenance, relay, cache timers); the clients stay for main.ts to close. */
+  close(): Promise<void>;
+}
+
+export function createIngestApp(config: ServiceConfig, clients: IngestClients, logger: Logger): IngestApp {
+  const { db, redis, publisher } = clients;
+  const metrics = createMetrics({ service: config.service, revision: config.revision });
+  const cache =
+    redis && createRecordCache({ redis, config: config.cache, keyPrefix: config.redis?.keyPrefix ?? '', logger });
+  const outbox = createOutboxRepository(db);
+  const relay =
+    publisher && config.relay.enabled
+      ? createOutboxRelay({ store: outbox, publisher, logger, ...config.relay })
+      : undefined;
+  if (publisher === undefined) {
+    logger.warn('KAFKA_BROKERS is not set: record events wait in the outbox until a relay with Kafka runs');
+  }
+
+  // Innermost first: the PostgreSQL writer; then, per committed batch, the cache's invalidations; then group
+  // commit, which coalesces concurrent requests into one batch (one INSERT, one commit, one invalidation).
+  let writer = createRecordWriter({
+    db,
+    idempotencyTtlHours: config.storage.idempotencyTtlHours,
+    onCommitted: () => relay?.nudge(),
+  });
+  if (cache) writer = notifyingWrites(writer, cache);
+  if (config.groupCommit.enabled) writer = createGroupCommitStore(writer, config.groupCommit, metrics.observeBatch);
+
+  const postgres = createDatabaseProbe(db);
+  metrics.pool('primary', () => poolStats(db));
+  metrics.dependency('postgres', postgres.up);
+  if (cache) metrics.cache(cache.stats);
+  if (relay) {
+    metrics.dependency('kafka', () => relay.status().brokerReachable);
+    metrics.relay(() => ({ published: relay.status().eventsPublished, errors: relay.status().publishErrors }));
+  }
+  metrics.outbox(() => outbox.backlog());
+
+  let maintenance: { stop(): void } | undefined;
+  return {
+    handler: createIngestHandler({
+      ingest: createIngestService({ writer, validator: createRecordValidator(config.records) }),
+      logger,
+      openApi: buildOpenApiDocument(config.records),
+    }),
+    // Only PostgreSQL decides readiness: without Redis or Kafka the function still accepts writes (degraded).
+    readiness: postgres.ready,
+    metrics,
+    relay,
+    cache,
+    async start(options = {}) {
+      if (options.maintenance !== false) {
+        // Partitions must exist before the first write of each day; every pod keeps them ahead, serialised by a lock.
+        const scheduled = schedulePartitionMaintenance(db, partitionPlanFrom(config), logger);
+        maintenance = scheduled;
+        await scheduled.firstRun;
+      }
+      if (options.relay !== false) relay?.start();
+    },
+    async close() {
+      maintenance?.stop();
+      await relay?.stop(5_000);
+      cache?.close();
+    },
+  };
+}

@@ -1,0 +1,79 @@
+/**
+ * The query function composed from its configuration and clients, including its read chains:
+ * in-process tier → Redis → PostgreSQL for records, Redis → PostgreSQL for list pages.
+ */
+import { buildOpenApiDocument } from '#lib/api';
+import {
+  createRecordCache,
+  createResponseTier,
+  type RedisClient,
+  type RedisRecordCache,
+  type ResponseTier,
+  redisPages,
+  uncachedPages,
+  withRedisRecords,
+  withResponseTier,
+} from '#lib/cache';
+import type { ServiceConfig } from '#lib/config';
+import { createDatabaseProbe, createRecordReader, type Database, poolStats } from '#lib/db';
+import type { HttpHandler } from '#lib/http';
+import { createMetrics, type Logger, type Metrics } from '#lib/observability';
+import { createCursorCodec, createQueryService, documentFromStore, type RecordSource } from '#lib/records';
+import { createQueryHandler } from './handler.ts';
+
+export interface QueryClients {
+  readonly db: Database;
+  /** A read replica (DATABASE_READ_URL); reads go to `db` without it. */
+  readonly readDb?: Database | undefined;
+  readonly redis?: RedisClient | undefined;
+}
+
+export interface QueryApp {
+  readonly handler: HttpHandler;
+  readonly readiness: () => Promise<boolean>;
+  readonly metrics: Metrics;
+  readonly cache: RedisRecordCache | undefined;
+  readonly tier: ResponseTier | undefined;
+  close(): Promise<void>;
+}
+
+export function createQueryApp(config: ServiceConfig, clients: QueryClients, logger: Logger): QueryApp {
+  const { db, redis } = clients;
+  const readDb = clients.readDb ?? db;
+  const metrics = createMetrics({ service: config.service, revision: config.revision });
+  const cache =
+    redis && createRecordCache({ redis, config: config.cache, keyPrefix: config.redis?.keyPrefix ?? '', logger });
+  const reader = createRecordReader(readDb);
+
+  let records: RecordSource = documentFromStore(reader);
+  if (cache) records = withRedisRecords(cache, records);
+  const tier = config.responseTier.maxEntries > 0 ? createResponseTier(config.responseTier) : undefined;
+  if (tier) records = withResponseTier(tier, records);
+
+  const postgres = createDatabaseProbe(readDb);
+  metrics.pool('primary', () => poolStats(db));
+  if (readDb !== db) metrics.pool('replica', () => poolStats(readDb));
+  metrics.dependency('postgres', postgres.up);
+  if (cache) metrics.cache(cache.stats);
+
+  return {
+    handler: createQueryHandler({
+      query: createQueryService({
+        records,
+        pages: cache ? redisPages(cache) : uncachedPages,
+        reader,
+        cursors: createCursorCodec(config.cursorSecret),
+      }),
+      logger,
+      openApi: buildOpenApiDocument(config.records),
+    }),
+    // Only PostgreSQL decides readiness: without Redis the function answers from PostgreSQL (degraded).
+    readiness: postgres.ready,
+    metrics,
+    cache,
+    tier,
+    async close() {
+      cache?.close();
+    },
+  };
+}

@@ -1,0 +1,13 @@
+export { type JsonSchema, joiToJsonSchema } from './json-schema.ts';
+export { buildOpenApiDocument } from './openapi.ts';
+export {
+  API_ROUTES,
+  bindRoutes,
+  type FunctionName,
+  type OperationId,
+  publicTargetOf,
+  type ResponseSpec,
+  type RouteSpec,
+  routesOf,
+  staticJson,
+} from './routes.ts';

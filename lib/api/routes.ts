@@ -1,0 +1,163 @@
+/**
+ * The public API, declared once: every route with its method, path, the function that serves it on the public
+ * host, and the joi schemas of what it takes and answers. The routers, 404/405 + `Allow`, the OpenAPI document,
+ * the `npm start` gateway and the check of the Knative public routing are all derived from this table.
+ */
+import Joi from 'joi';
+import type { BoundRoute, Method, RouteDefinition, RouteHandler } from '#lib/http';
+import {
+  idempotencyKeySchema,
+  ingestResultSchema,
+  listQuerySchema,
+  type RecordSchemaLimits,
+  recordPageSchema,
+  recordSchemas,
+  storedRecordSchema,
+} from '#lib/records';
+
+export type FunctionName = 'ingest' | 'query';
+
+export interface ResponseSpec {
+  readonly description: string;
+  /** Defaults to the Problem schema for 4xx/5xx; none for a bodyless answer. */
+  readonly schema?: Joi.Schema | 'none';
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+export interface RouteSpec extends RouteDefinition {
+  readonly operationId: string;
+  /** The function the public host sends this route to (knative/cluster/public-routing.yaml). */
+  readonly function: FunctionName;
+  /** Whether the other function serves it too on its own address (the OpenAPI document is served by both). */
+  readonly servedByBoth?: boolean;
+  readonly summary: string;
+  readonly query?: Joi.ObjectSchema;
+  readonly pathParameters?: Readonly<Record<string, Joi.Schema>>;
+  readonly headers?: Readonly<Record<string, Joi.Schema>>;
+  /** The JSON body, as a schema of the limits the service runs with. */
+  readonly body?: (limits: RecordSchemaLimits) => Joi.Schema;
+  readonly responses: Readonly<Record<number, ResponseSpec>>;
+}
+
+const idParameter = Joi.string()
+  .pattern(/^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$/)
+  .meta({ format: 'uuid' });
+const UNAVAILABLE: ResponseSpec = { description: 'Overloaded or a dependency is down; see Retry-After.' };
+
+export const API_ROUTES = [
+  {
+    operationId: 'ingestRecords',
+    function: 'ingest',
+    method: 'POST',
+    path: '/data',
+    summary: 'Store one record or a batch, atomically',
+    headers: { 'Idempotency-Key': idempotencyKeySchema },
+    body: (limits) => {
+      const { recordInput, batchInput } = recordSchemas(limits);
+      return Joi.alternatives().try(recordInput, batchInput);
+    },
+    responses: {
+      201: {
+        description: 'Every record is committed.',
+        schema: ingestResultSchema,
+        headers: { Location: 'The record, for a single-record body.' },
+      },
+      400: { description: 'Malformed JSON or an invalid header.' },
+      409: { description: 'A request with the same Idempotency-Key is in flight.' },
+      413: { description: 'The body is larger than the limit.' },
+      415: { description: 'The body is not application/json.' },
+      422: { description: 'Validation failed (errors lists every field) or Idempotency-Key reused.' },
+      503: UNAVAILABLE,
+    },
+  },
+  {
+    operationId: 'listRecords',
+    function: 'query',
+    method: 'GET',
+    path: '/data',
+    summary: 'List records newest first with keyset pagination',
+    query: listQuerySchema,
+    responses: {
+      200: {
+        description: 'One page.',
+        schema: recordPageSchema,
+        headers: { Link: 'rel="next" URL of the following page, absent on the last page.' },
+      },
+      400: { description: 'A bad query parameter or cursor.' },
+      503: UNAVAILABLE,
+    },
+  },
+  {
+    operationId: 'getRecord',
+    function: 'query',
+    method: 'GET',
+    path: '/data/{id}',
+    summary: 'One record by id',
+    pathParameters: { id: idParameter },
+    headers: { 'If-None-Match': Joi.string() },
+    responses: {
+      200: {
+        description: 'The record; immutable, so cacheable for a year.',
+        schema: storedRecordSchema,
+        headers: { ETag: 'Strong validator of the representation.', 'Cache-Control': 'Caching policy.' },
+      },
+      304: { description: 'The ETag in If-None-Match still matches.', schema: 'none' },
+      400: { description: 'The id is not a UUID.' },
+      404: { description: 'No record has this id.' },
+      503: UNAVAILABLE,
+    },
+  },
+  {
+    operationId: 'openApi',
+    function: 'query',
+    servedByBoth: true,
+    method: 'GET',
+    path: '/openapi.json',
+    summary: 'This document',
+    responses: { 200: { description: 'OpenAPI 3.1', schema: 'none' } },
+  },
+] as const satisfies readonly RouteSpec[];
+
+export type OperationId<F extends FunctionName> = Extract<
+  (typeof API_ROUTES)[number],
+  { function: F } | { servedByBoth: true }
+>['operationId'];
+
+/** The routes a function serves on its own address. */
+export const routesOf = (name: FunctionName): readonly RouteSpec[] =>
+  API_ROUTES.filter((route: RouteSpec) => route.function === name || route.servedByBoth === true);
+
+/** The function the public host sends a request to; unknown paths go to query, which answers their 404. */
+export function publicTargetOf(method: string, path: string): FunctionName {
+  const wanted = method === 'HEAD' ? 'GET' : method;
+  const onPath = API_ROUTES.filter((route: RouteSpec) => templateMatches(route.path, path));
+  const exact = onPath.find((route) => route.method === wanted);
+  return (exact ?? onPath[0])?.function ?? 'query';
+}
+
+const templateMatches = (template: string, path: string): boolean =>
+  new RegExp(`^${template.replace(/\{\w+\}/g, '[^/]+').replace(/\./g, '\\.')}$`).test(path);
+
+export type { Method };
+
+/** Binds a function's handlers to its routes; the type demands one handler for every route it serves. */
+export function bindRoutes<F extends FunctionName>(
+  name: F,
+  handlers: Readonly<Record<OperationId<F>, RouteHandler>>,
+): BoundRoute[] {
+  return routesOf(name).map((route) => {
+    const handler = (handlers as Readonly<Record<string, RouteHandler>>)[route.operationId];
+    if (handler === undefined) throw new Error(`no handler for ${route.operationId} in ${name}`);
+    return { method: route.method, path: route.path, handler };
+  });
+}
+
+/** Serves a document prepared once (the OpenAPI document): the same bytes for every request. */
+export function staticJson(document: unknown, cacheControl = 'public, max-age=300'): RouteHandler {
+  const body = Buffer.from(JSON.stringify(document));
+  return async () => ({
+    statusCode: 200,
+    headers: { 'content-type': 'application/json', 'cache-control': cacheControl },
+    body,
+  });
+}
