@@ -3,6 +3,7 @@ import * as records0001 from './migrations/0001-records.ts';
 import * as outbox0002 from './migrations/0002-outbox.ts';
 import * as queryIndexes0003 from './migrations/0003-query-indexes.ts';
 import * as readyJson0004 from './migrations/0004-ready-json.ts';
+import * as findRecord0005 from './migrations/0005-find-record.ts';
 
 interface Migration {
   up(db: Knex): Promise<void>;
@@ -15,6 +16,7 @@ const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [
   ['0002-outbox', outbox0002],
   ['0003-query-indexes', queryIndexes0003],
   ['0004-ready-json', readyJson0004],
+  ['0005-find-record', findRecord0005],
 ];
 
 const source: Knex.MigrationSource<readonly [string, Migration]> = {

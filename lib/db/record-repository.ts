@@ -23,14 +23,17 @@ export interface RecordRepositoryOptions {
 // The JSON text of a record, built by PostgreSQL (migration 0004): reads and events send it as it is.
 const RECORD_JSON = 'ds_record_json(r.id, r.source, r.type, r."timestamp", r.payload, r.received_at)';
 
+// The batch travels as one JSON text parameter, assembled below without escaping anything: each payload is the
+// text the validator produced, and every other field is a UUID, a validated name, an RFC 3339 instant or a
+// traceparent. (Six text arrays cost node-pg a character-by-character escape of every payload.)
 // One statement claims the ids in the registry, inserts only the rows whose claim succeeded, and writes one outbox
 // event per inserted record: two writers of the same id serialise on the registry's unique index (the loser sees
 // `duplicate`, never an error), and no record commits without its event. Claims are taken in id order so that
 // overlapping batches cannot deadlock.
 const INSERT_SQL = `
   WITH input AS (
-    SELECT * FROM unnest(?::uuid[], ?::text[], ?::text[], ?::timestamptz[], ?::jsonb[], ?::text[])
-      AS t(id, source, type, "timestamp", payload, trace)
+    SELECT * FROM json_to_recordset(?::json)
+      AS t(id uuid, source text, type text, "timestamp" timestamptz, payload jsonb, trace text)
   ), claimed AS (
     INSERT INTO record_ids (id, "timestamp")
     SELECT id, "timestamp" FROM input ORDER BY id
@@ -42,15 +45,12 @@ const INSERT_SQL = `
     RETURNING r.id, ${RECORD_JSON} AS json
   ), announced AS (
     INSERT INTO outbox (record_id, event, trace)
-    SELECT n.id, ds_record_event_json(n.json), NULLIF(i.trace, '') FROM inserted n JOIN input i USING (id)
+    SELECT n.id, ds_record_event_json(n.json), i.trace FROM inserted n JOIN input i USING (id)
   )
   SELECT id FROM inserted`;
 
-// By id in two steps: the registry gives the row's timestamp, then the record is read from exactly one partition.
-// A single statement would be planned (and lock) against every partition, which grows with retention.
-// The timestamp travels as text: a JS Date would drop its microseconds and miss the row.
-const TIMESTAMP_OF_ID_SQL = 'SELECT "timestamp"::text AS at FROM record_ids WHERE id = $1';
-const FIND_BY_ID_SQL = `SELECT ${RECORD_JSON} AS json FROM records r WHERE r."timestamp" = $1::timestamptz AND r.id = $2`;
+// By id in one round trip: the registry, then exactly one partition, inside PostgreSQL (migration 0005).
+const FIND_BY_ID_SQL = 'SELECT ds_find_record($1) AS json';
 
 /** PostgreSQL implementation of the domain's `RecordWriter`. */
 export function createRecordWriter({ db, idempotencyTtlHours, onCommitted }: RecordRepositoryOptions): RecordWriter {
@@ -60,12 +60,12 @@ export function createRecordWriter({ db, idempotencyTtlHours, onCommitted }: Rec
     if (created.length > 0) onCommitted?.(created);
   };
   const bindings = (records: readonly NewRecord[]) => [
-    records.map((r) => r.id),
-    records.map((r) => r.source),
-    records.map((r) => r.type),
-    records.map((r) => r.timestamp),
-    records.map((r) => r.payloadJson),
-    records.map((r) => r.traceContext ?? ''),
+    `[${records
+      .map(
+        (r) =>
+          `{"id":"${r.id}","source":${JSON.stringify(r.source)},"type":${JSON.stringify(r.type)},"timestamp":"${r.timestamp}","payload":${r.payloadJson},"trace":${r.traceContext === undefined ? 'null' : JSON.stringify(r.traceContext)}}`,
+      )
+      .join(',')}]`,
   ];
   const resultOf = (records: readonly NewRecord[], rows: ReadonlyArray<{ id: string }>): WriteResult[] => {
     const created = new Set(rows.map((row) => row.id));
@@ -123,11 +123,8 @@ export function createRecordReader(db: Knex): RecordReader {
   return {
     findJsonById: (id) =>
       guardDatabase(async () => {
-        const registered = await statements.run<{ at: string }>('record-timestamp', TIMESTAMP_OF_ID_SQL, [id]);
-        const at = registered.rows[0]?.at;
-        if (at === undefined) return undefined;
-        const found = await statements.run<{ json: string }>('record-by-id', FIND_BY_ID_SQL, [at, id]);
-        return found.rows[0]?.json;
+        const found = await statements.run<{ json: string | null }>('record-by-id', FIND_BY_ID_SQL, [id]);
+        return found.rows[0]?.json ?? undefined;
       }, 'select record'),
 
     list: (query) =>

@@ -34,7 +34,8 @@ export interface OutboxRelay {
  * the broker returns.
  */
 const BROKER_CHECK_MS = 30_000;
-const NUDGE_DELAY_MS = 10;
+// Long enough that under load one send carries the events of many commits, short enough to stay invisible to consumers.
+const NUDGE_DELAY_MS = 25;
 
 export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const { store, publisher, logger, batchSize, pollIntervalMs, maxBackoffMs } = options;
