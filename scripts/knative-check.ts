@@ -13,15 +13,14 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { logger, ROOT } from './processes.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SOURCE_DIR = join(ROOT, 'tools', 'knative-check');
 const BINARY = join(ROOT, '.cache', 'bin', 'knative-check');
 const CLUSTER_DIR = join(ROOT, 'knative', 'cluster');
 const OVERLAYS_DIR = join(ROOT, 'knative', 'overlays');
 
-const log = (message: string) => process.stderr.write(`[knative:check] ${message}\n`);
+const log = logger('knative:check');
 
 /** Newest modification time among the checker's sources (Go files, go.mod, go.sum). */
 function sourcesMtime(): number {

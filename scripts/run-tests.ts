@@ -9,10 +9,9 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { ROOT } from './processes.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const SUITES = ['unit', 'integration', 'fault', 'all'];
 const suite = process.argv[2] ?? 'all';
 if (!SUITES.includes(suite)) {
@@ -61,11 +60,12 @@ for (const [index, part] of parts.entries()) {
       // kafkajs's retrier sets negative timers (tulios/kafkajs#1751): harmless, and noise in the test output.
       '--disable-warning=TimeoutNegativeWarning',
       'node_modules/jest/bin/jest.js',
+      // Before --selectProjects, which would take a path pattern after it for one more project name.
+      ...jestArgs,
       ...part.projects.flatMap((p) => ['--selectProjects', p]),
       ...(part.serial ? ['--runInBand'] : []),
       // A path or name filter given to `all` usually selects tests of one part only; the others must not fail.
       ...(parts.length > 1 && jestArgs.length > 0 ? ['--passWithNoTests'] : []),
-      ...jestArgs,
       '--json',
       `--outputFile=${resultsFile}`,
     ],

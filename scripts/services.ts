@@ -18,16 +18,15 @@
  * `up` prints the settings as `export NAME=value` lines on stdout (logs go to stderr), so
  * `eval "$(npm run -s services:up)"` configures a shell.
  */
-import type { Service, Settings } from './services/common.ts';
-import { log } from './services/common.ts';
 import { kafka } from './services/kafka.ts';
 import { postgres } from './services/postgres.ts';
 import { redis } from './services/redis.ts';
+import { log, type Service, type Settings } from './services/service.ts';
 
-const ALL: Service[] = [postgres, redis, kafka];
+const ALL: readonly Service[] = [postgres, redis, kafka];
 const ALIASES: Record<string, string> = { pg: 'postgres', postgresql: 'postgres' };
 
-function select(names: string[]): Service[] {
+function select(names: string[]): readonly Service[] {
   if (names.length === 0) return ALL;
   const wanted = new Set(names.map((n) => ALIASES[n.toLowerCase()] ?? n.toLowerCase()));
   const unknown = [...wanted].filter((n) => !ALL.some((s) => s.name === n));
@@ -37,7 +36,7 @@ function select(names: string[]): Service[] {
 }
 
 /** Runs `task` for every service (concurrently where they wait) and fails, after all have finished, if any did. */
-async function each<T>(services: Service[], task: (s: Service) => Promise<T>): Promise<T[]> {
+async function each<T>(services: readonly Service[], task: (s: Service) => Promise<T>): Promise<T[]> {
   const results = await Promise.allSettled(services.map((s) => task(s)));
   const failures = results.flatMap((result, i) =>
     result.status === 'rejected'
@@ -47,6 +46,12 @@ async function each<T>(services: Service[], task: (s: Service) => Promise<T>): P
   if (failures.length > 0) throw new Error(failures.join('\n'));
   return results.map((result) => (result as PromiseFulfilledResult<T>).value);
 }
+
+// kafkajs 2.2.4 sets a negative timer under Node 24 (tulios/kafkajs#1751): harmless, and noise in every log.
+process.removeAllListeners('warning');
+process.on('warning', (warning) => {
+  if (warning.name !== 'TimeoutNegativeWarning') log(`warning: ${warning.message}`);
+});
 
 const [command = 'up', ...names] = process.argv.slice(2);
 try {

@@ -6,15 +6,13 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { Agent, createServer, request } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { publicTargetOf } from '#lib/api';
 import { loadConfig } from '#lib/config';
 import { createDatabase, maintainPartitions, migrateToLatest, partitionPlanFrom } from '#lib/db';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres.ts';
+import { freePort, ROOT } from './processes.ts';
 
-const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const PORT = Number(process.env.PORT ?? 8080);
 const HOST = process.env.HOST ?? '127.0.0.1';
 const say = (message: string) => process.stderr.write(`[start] ${message}\n`);
@@ -29,14 +27,6 @@ async function migrate(env: NodeJS.ProcessEnv): Promise<void> {
   } finally {
     await db.destroy();
   }
-}
-
-async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((done) => probe.listen(0, '127.0.0.1', done));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((done) => probe.close(() => done()));
-  return port;
 }
 
 async function waitReady(port: number, child: ChildProcess, name: string): Promise<void> {

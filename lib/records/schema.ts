@@ -148,6 +148,7 @@ export const idempotencyKeySchema = Joi.string()
 const JOI_OPTIONS: Joi.ValidationOptions = { abortEarly: false, convert: false, errors: { wrap: { label: false } } };
 const QUERY_OPTIONS: Joi.ValidationOptions = { abortEarly: false, convert: true, errors: { wrap: { label: false } } };
 const MAX_ISSUES = 100;
+const listQueryValidator = listQuerySchema.prefs(QUERY_OPTIONS);
 
 /** Joi issues as field issues with JSON pointers; `asDeclared` keeps the schema's own messages. */
 const issuesOf = (error: Joi.ValidationError | undefined, asDeclared = false): FieldIssue[] =>
@@ -163,7 +164,10 @@ export interface RecordValidator {
 
 /** Builds the validator for a set of limits; `clock` decides the accepted timestamp window. */
 export function createRecordValidator(limits: RecordSchemaLimits, clock: Clock = Date.now): RecordValidator {
-  const { recordInput, batchInput } = recordSchemas(limits);
+  // Preferences applied to the schemas once: passed to validate() they would be merged again on every call.
+  const schemas = recordSchemas(limits);
+  const recordInput = schemas.recordInput.prefs(JOI_OPTIONS);
+  const batchInput = schemas.batchInput.prefs(JOI_OPTIONS);
 
   return {
     validateIngestBody(body) {
@@ -177,7 +181,7 @@ export function createRecordValidator(limits: RecordSchemaLimits, clock: Clock =
       // Inspect first: it also guards joi against bodies it would mishandle (it silently drops `__proto__`).
       const inspected = inspectRecordBody(body, isBatch, limits, now);
       const issues = inspected.issues;
-      issues.push(...issuesOf((isBatch ? batchInput : recordInput).validate(body, JOI_OPTIONS).error));
+      issues.push(...issuesOf((isBatch ? batchInput : recordInput).validate(body).error));
       const inputs = isBatch ? (body.records as unknown[]) : [body];
       if (issues.length === 0) issues.push(...findDuplicateIds(inputs, isBatch));
       if (issues.length > 0) throw new ValidationError(uniqueByPointer(issues).slice(0, MAX_ISSUES));
@@ -215,7 +219,7 @@ export function parseListParameters(parameters: Readonly<Record<string, string |
   limit: number;
   cursor: string | undefined;
 } {
-  const { value, error } = listQuerySchema.validate(parameters, QUERY_OPTIONS);
+  const { value, error } = listQueryValidator.validate(parameters);
   const issues = issuesOf(error, true);
   const parsed = value as {
     source?: string;

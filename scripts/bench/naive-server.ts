@@ -1,13 +1,15 @@
 /**
- * The naive reference (`naive-post`, `naive-get`): node:http + node-pg and nothing else. One plain INSERT per
- * POST into a simple table, one SELECT per GET, no validation library, no cache, no batching, no outbox, no logs.
- * It shows what group commit and the cache gain, measured in the same run as the service.
+ * The naive reference (`naive-post`, `naive-get`, `naive-list`): node:http + node-pg and nothing else. One plain
+ * INSERT per POST into a simple table, one SELECT by id per GET, and for `GET /data?source=&limit=` the keyset
+ * SELECT of a first list page (the service's ORDER BY, on an index that matches it). No validation library, no
+ * cache, no batching, no outbox, no logs: it shows what the service's layers cost and gain, in the same run.
  * Run by the bench as its own process: `PORT=… DATABASE_URL=… node scripts/bench/naive-server.ts`.
  */
 import { createServer, type ServerResponse } from 'node:http';
 import pg from 'pg';
 
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: Number(process.env.POOL_MAX ?? 10) });
+const COLUMNS = 'id, source, type, "timestamp", payload, received_at';
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -25,7 +27,8 @@ interface Input {
 
 const server = createServer((req, res) => {
   const fail = (error: unknown) => send(res, 500, { error: String(error) });
-  if (req.method === 'POST' && req.url === '/data') {
+  const path = req.url ?? '/';
+  if (req.method === 'POST' && path === '/data') {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
@@ -48,19 +51,25 @@ const server = createServer((req, res) => {
     });
     return;
   }
-  if (req.method === 'GET' && req.url?.startsWith('/data/')) {
-    pool
-      .query('SELECT id, source, type, "timestamp", payload, received_at FROM bench_naive WHERE id = $1', [
-        req.url.slice('/data/'.length),
-      ])
-      .then((result) => {
-        const row = result.rows[0];
-        if (row === undefined) send(res, 404, { error: 'not found' });
-        else send(res, 200, row);
-      }, fail);
+  if (req.method === 'GET' && path.startsWith('/data/')) {
+    pool.query(`SELECT ${COLUMNS} FROM bench_naive WHERE id = $1`, [path.slice('/data/'.length)]).then((r) => {
+      if (r.rows[0] === undefined) send(res, 404, { error: 'not found' });
+      else send(res, 200, r.rows[0]);
+    }, fail);
     return;
   }
-  if (req.url === '/healthz') {
+  if (req.method === 'GET' && path.startsWith('/data?')) {
+    const query = new URLSearchParams(path.slice('/data?'.length));
+    const limit = Number(query.get('limit') ?? 100);
+    pool
+      .query(`SELECT ${COLUMNS} FROM bench_naive WHERE source = $1 ORDER BY "timestamp" DESC, id DESC LIMIT $2`, [
+        query.get('source'),
+        limit + 1,
+      ])
+      .then((r) => send(res, 200, { records: r.rows.slice(0, limit), more: r.rows.length > limit }), fail);
+    return;
+  }
+  if (path === '/healthz') {
     send(res, 200, { ok: true });
     return;
   }

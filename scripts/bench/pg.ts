@@ -1,14 +1,13 @@
 /**
- * PostgreSQL for the bench: the bench database (dropped and created afresh every run, never the test database),
- * its plain tables for the ceilings and the naive reference, and pgbench runs with per-transaction logs from which
- * p50/p99 are computed.
+ * PostgreSQL for the benches: scratch databases (a name without "bench" or "growth" is refused, so the test
+ * database is never touched), the plain tables of the ceilings and the naive reference, and pgbench runs whose
+ * per-transaction logs give p50/p99.
  */
 import { readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runOk, runTimed } from './proc.ts';
-
-export const PG_BIN = '/usr/lib/postgresql/15/bin';
-export const BENCH_DB = 'data_service_bench';
+import { percentile, run, runOk } from '../processes.ts';
+import { postgresBin } from '../services/postgres.ts';
+import { trackCpu } from './cost.ts';
 
 export interface PgTarget {
   readonly host: string;
@@ -16,149 +15,7 @@ export interface PgTarget {
   readonly user: string;
 }
 
-export const benchUrl = (pg: PgTarget): string => `postgres://${pg.user}@${pg.host}:${pg.port}/${BENCH_DB}`;
-
-const connection = (pg: PgTarget) => ['-h', pg.host, '-p', String(pg.port), '-U', pg.user];
-
-export function psql(pg: PgTarget, database: string, sql: string, timeoutMs = 120_000): Promise<string> {
-  return runOk(join(PG_BIN, 'psql'), [...connection(pg), '-d', database, '-v', 'ON_ERROR_STOP=1', '-qtAc', sql], {
-    timeoutMs,
-  });
-}
-
-/** Drops (forcing out any session) and creates the bench database. Refuses any other name. */
-export async function recreateBenchDatabase(pg: PgTarget): Promise<void> {
-  await psql(pg, 'postgres', `DROP DATABASE IF EXISTS ${BENCH_DB} WITH (FORCE)`);
-  await psql(pg, 'postgres', `CREATE DATABASE ${BENCH_DB}`);
-}
-
-export async function dropBenchDatabase(pg: PgTarget): Promise<void> {
-  await psql(pg, 'postgres', `DROP DATABASE IF EXISTS ${BENCH_DB} WITH (FORCE)`);
-}
-
-export const SELECT_ROWS = 100_000;
-
-/** Plain tables shaped like a record: one for the pgbench inserts, one for the PK select, one for the naive server. */
-export async function createBenchTables(pg: PgTarget): Promise<void> {
-  const columns = `source text NOT NULL, type text NOT NULL, "timestamp" timestamptz NOT NULL,
-    payload jsonb NOT NULL, received_at timestamptz NOT NULL DEFAULT now()`;
-  await psql(
-    pg,
-    BENCH_DB,
-    `CREATE TABLE bench_pg_insert (id uuid PRIMARY KEY, ${columns});
-     CREATE TABLE bench_naive (id uuid PRIMARY KEY, ${columns});
-     CREATE TABLE bench_pg_select (k bigint PRIMARY KEY, id uuid NOT NULL, ${columns});
-     INSERT INTO bench_pg_select (k, id, source, type, "timestamp", payload)
-       SELECT g, gen_random_uuid(), 'bench-select', 'reading', now(),
-              jsonb_build_object('seq', g, 'unit', 'C', 'value', 21.5)
-       FROM generate_series(1, ${SELECT_ROWS}) g;`,
-  );
-  await psql(pg, BENCH_DB, 'VACUUM ANALYZE bench_pg_select');
-}
-
-const row = (seq: number) =>
-  `(gen_random_uuid(), 'bench-batch', 'reading', now(), '{"seq": ${seq}, "unit": "C", "value": 21.5}')`;
-
-/** pgbench custom scripts; the 100-row insert sends its rows as literals, as a client with 100 records would. */
-export const pgbenchScripts = {
-  insert1: `INSERT INTO bench_pg_insert (id, source, type, "timestamp", payload) VALUES ${row(1)};\n`,
-  insert100: `INSERT INTO bench_pg_insert (id, source, type, "timestamp", payload) VALUES\n${Array.from(
-    { length: 100 },
-    (_, i) => row(i),
-  ).join(',\n')};\n`,
-  selectPk: `\\set k random(1, ${SELECT_ROWS})\nSELECT id, source, type, "timestamp", payload, received_at FROM bench_pg_select WHERE k = :k;\n`,
-};
-
-export interface PgbenchOutcome {
-  readonly transactions: number;
-  readonly seconds: number;
-  readonly tps: number;
-  readonly p50Ms: number;
-  readonly p99Ms: number;
-  readonly failed: number;
-  /** CPU seconds pgbench itself used. */
-  readonly cpuSeconds: number;
-}
-
-export interface PgbenchOptions {
-  readonly name: string;
-  readonly script: string;
-  readonly clients: number;
-  readonly seconds: number;
-  readonly prepared: boolean;
-  readonly dir: string;
-  /** Write the per-transaction log and compute percentiles from it. */
-  readonly log: boolean;
-}
-
-/** One pgbench run, one thread (-j 1), no vacuum (-n). */
-export async function pgbench(pg: PgTarget, options: PgbenchOptions): Promise<PgbenchOutcome> {
-  const scriptPath = join(options.dir, `${options.name}.sql`);
-  writeFileSync(scriptPath, options.script);
-  const prefix = join(options.dir, `pgbench-${options.name}`);
-  const args = [
-    ...connection(pg),
-    '-d',
-    BENCH_DB,
-    '-n',
-    '-j',
-    '1',
-    '-c',
-    String(options.clients),
-    '-T',
-    String(options.seconds),
-    '-f',
-    scriptPath,
-    '-M',
-    options.prepared ? 'prepared' : 'simple',
-    ...(options.log ? ['-l', `--log-prefix=${prefix}`] : []),
-  ];
-  const result = await runTimed(join(PG_BIN, 'pgbench'), args, {
-    timeoutMs: (options.seconds + 60) * 1000,
-    cwd: options.dir,
-  });
-  if (result.code !== 0)
-    throw new Error(`pgbench ${options.name} failed (${result.code}):\n${result.stdout}${result.stderr}`);
-  const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(result.stdout)?.[1] ?? 0);
-  const transactions = Number(/number of transactions actually processed: (\d+)/.exec(result.stdout)?.[1] ?? 0);
-  const failed = Number(/number of failed transactions: (\d+)/.exec(result.stdout)?.[1] ?? 0);
-  let p50Ms = Number.NaN;
-  let p99Ms = Number.NaN;
-  if (options.log) {
-    const latencies: number[] = [];
-    const base = `pgbench-${options.name}.`;
-    for (const file of readdirSync(options.dir).filter((f) => f.startsWith(base))) {
-      const path = join(options.dir, file);
-      for (const line of readFileSync(path, 'utf8').split('\n')) {
-        // client_id transaction_no time script_no time_epoch time_us — `time` is the latency in µs.
-        const micros = Number(line.split(' ')[2]);
-        if (Number.isFinite(micros) && line.length > 0) latencies.push(micros);
-      }
-      rmSync(path, { force: true });
-    }
-    latencies.sort((a, b) => a - b);
-    p50Ms = percentile(latencies, 50) / 1000;
-    p99Ms = percentile(latencies, 99) / 1000;
-  }
-  return {
-    transactions,
-    seconds: tps > 0 ? transactions / tps : options.seconds,
-    tps,
-    p50Ms,
-    p99Ms,
-    failed,
-    cpuSeconds: result.cpuSeconds,
-  };
-}
-
-/** Nearest-rank percentile of sorted values. */
-export function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[rank] ?? Number.NaN;
-}
-
-/** Scratch databases of the other bench scripts: the name must say so ("bench" or "growth"), or nothing is done. */
+/** Refuses any database name that does not say it is scratch ("bench" or "growth"). */
 export function assertScratchDatabase(name: string): void {
   if (!/^[a-z_][a-z0-9_]*$/.test(name) || !/bench|growth/.test(name)) {
     throw new Error(`refusing to use database "${name}": the name must contain "bench" or "growth"`);
@@ -170,14 +27,104 @@ export const databaseUrl = (pg: PgTarget, name: string): string => {
   return `postgres://${pg.user}@${pg.host}:${pg.port}/${name}`;
 };
 
-/** Drops (forcing out any session) and creates a scratch database named `name` (see assertScratchDatabase). */
-export async function recreateDatabase(pg: PgTarget, name: string): Promise<void> {
+const connection = (pg: PgTarget) => ['-h', pg.host, '-p', String(pg.port), '-U', pg.user];
+
+export const psql = (pg: PgTarget, database: string, sql: string): Promise<string> =>
+  runOk(join(postgresBin(), 'psql'), [...connection(pg), '-d', database, '-v', 'ON_ERROR_STOP=1', '-qtAc', sql], {
+    timeoutMs: 120_000,
+  });
+
+/** Drops (forcing out any session) and, unless `dropOnly`, creates the scratch database `name`. */
+export async function recreateDatabase(pg: PgTarget, name: string, dropOnly = false): Promise<void> {
   assertScratchDatabase(name);
   await psql(pg, 'postgres', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await psql(pg, 'postgres', `CREATE DATABASE ${name}`);
+  if (!dropOnly) await psql(pg, 'postgres', `CREATE DATABASE ${name}`);
 }
 
-export async function dropDatabase(pg: PgTarget, name: string): Promise<void> {
-  assertScratchDatabase(name);
-  await psql(pg, 'postgres', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+export const SELECT_ROWS = 100_000;
+
+/**
+ * Plain tables shaped like a record: the pgbench inserts', the PK select's, and the naive server's, whose list
+ * index matches its ORDER BY exactly as the service's does.
+ */
+export async function createBenchTables(pg: PgTarget, database: string): Promise<void> {
+  const columns = `source text NOT NULL, type text NOT NULL, "timestamp" timestamptz NOT NULL,
+    payload jsonb NOT NULL, received_at timestamptz NOT NULL DEFAULT now()`;
+  await psql(
+    pg,
+    database,
+    `CREATE TABLE bench_pg_insert (id uuid PRIMARY KEY, ${columns});
+     CREATE TABLE bench_naive (id uuid PRIMARY KEY, ${columns});
+     CREATE INDEX bench_naive_list ON bench_naive (source, "timestamp" DESC, id DESC);
+     CREATE TABLE bench_pg_select (k bigint PRIMARY KEY, id uuid NOT NULL, ${columns});
+     INSERT INTO bench_pg_select (k, id, source, type, "timestamp", payload)
+       SELECT g, gen_random_uuid(), 'bench-select', 'reading', now(), jsonb_build_object('seq', g, 'unit', 'C', 'value', 21.5)
+       FROM generate_series(1, ${SELECT_ROWS}) g;`,
+  );
+  await psql(pg, database, 'VACUUM ANALYZE bench_pg_select');
+}
+
+const row = (seq: number) =>
+  `(gen_random_uuid(), 'bench-batch', 'reading', now(), '{"seq": ${seq}, "unit": "C", "value": 21.5}')`;
+const insert = 'INSERT INTO bench_pg_insert (id, source, type, "timestamp", payload) VALUES';
+
+/** pgbench custom scripts; the 100-row insert sends its rows as literals, as a client with 100 records would. */
+export const pgbenchScripts = {
+  insert1: `${insert} ${row(1)};\n`,
+  insert100: `${insert}\n${Array.from({ length: 100 }, (_, i) => row(i)).join(',\n')};\n`,
+  selectPk: `\\set k random(1, ${SELECT_ROWS})\nSELECT id, source, type, "timestamp", payload, received_at FROM bench_pg_select WHERE k = :k;\n`,
+};
+
+export interface PgbenchOutcome {
+  readonly requests: number;
+  readonly seconds: number;
+  readonly rps: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  readonly errors: number;
+  /** CPU seconds pgbench itself used. */
+  readonly cpuSeconds: number;
+}
+
+/** One pgbench run, one thread (-j 1), no vacuum (-n); `log` writes the per-transaction log for percentiles. */
+export async function pgbench(
+  pg: PgTarget,
+  database: string,
+  o: { name: string; script: string; clients: number; seconds: number; prepared: boolean; dir: string; log: boolean },
+): Promise<PgbenchOutcome> {
+  const script = join(o.dir, `${o.name}.sql`);
+  writeFileSync(script, o.script);
+  const prefix = `pgbench-${o.name}`;
+  const cpu = trackCpu();
+  const result = await run(
+    join(postgresBin(), 'pgbench'),
+    [
+      ...connection(pg),
+      ...['-d', database, '-n', '-j', '1', '-c', String(o.clients), '-T', String(o.seconds), '-f', script],
+      ...['-M', o.prepared ? 'prepared' : 'simple', ...(o.log ? ['-l', `--log-prefix=${join(o.dir, prefix)}`] : [])],
+    ],
+    { timeoutMs: (o.seconds + 60) * 1000, cwd: o.dir, onSpawn: cpu.onSpawn },
+  );
+  if (result.exitCode !== 0) throw new Error(`pgbench ${o.name} failed:\n${result.stdout}${result.stderr}`);
+  const number = (re: RegExp) => Number(re.exec(result.stdout)?.[1] ?? 0);
+  const rps = number(/tps = ([\d.]+) \(without initial connection time\)/);
+  const requests = number(/number of transactions actually processed: (\d+)/);
+  const latencies: number[] = [];
+  for (const file of readdirSync(o.dir).filter((f) => f.startsWith(`${prefix}.`))) {
+    // client_id transaction_no time script_no time_epoch time_us: `time` is the latency in µs.
+    for (const line of readFileSync(join(o.dir, file), 'utf8').split('\n')) {
+      const micros = Number(line.split(' ')[2]);
+      if (line !== '' && Number.isFinite(micros)) latencies.push(micros / 1000);
+    }
+    rmSync(join(o.dir, file), { force: true });
+  }
+  return {
+    requests,
+    seconds: rps > 0 ? requests / rps : o.seconds,
+    rps,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    errors: number(/number of failed transactions: (\d+)/),
+    cpuSeconds: cpu.seconds(),
+  };
 }

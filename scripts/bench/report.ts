@@ -1,184 +1,189 @@
 /**
- * Results of a bench run: the entries (the JSON array of bench-results/latest.json), the ratios to their
- * baselines, the printed table, and the issue's targets judged against the figures of the same run.
+ * The figures of a bench run: entries (bench-results/latest.json's `entries`), ratios to their baselines, the
+ * printed table, and issue 9's targets judged on the figures of the same run.
  */
+import type { ByGroup } from './cost.ts';
 
 export type Kind = 'ceiling' | 'naive' | 'service' | 'startup';
 
 export interface Entry {
   readonly name: string;
+  readonly kind: Kind;
+  /** What produced the load: wrk, pgbench, redis-benchmark. */
+  readonly tool?: string;
+  readonly connections?: number;
   /** Requests (or transactions) per second; a batch of 100 counts once. Null for startup entries. */
   rps: number | null;
   p50_ms: number | null;
   p99_ms: number | null;
-  /** The entry this one is compared with, or null. */
-  baseline: string | null;
-  /** This entry's rate ÷ the baseline's (rows/s when both have `rows_per_s`). */
-  ratio: number | null;
-  readonly kind: Kind;
-  /** What produced the load: wrk, pgbench, redis-benchmark. */
-  readonly tool?: string;
   rows_per_s?: number;
   requests?: number;
   seconds?: number;
   errors?: number;
-  /** CPU in cores (CPU seconds ÷ wall seconds) during the measured interval. */
-  cpu_cores?: {
-    load_generator: number;
-    server?: number;
-    postgres?: number;
-    machine_busy: number;
-  };
-  /** Server process CPU per request in µs (the Node cost of one request). */
-  server_cpu_us_per_request?: number;
-  /** Highest VmRSS of the serving process during the case (startup entries: over all its cases). */
+  /** The entry this one is compared with, and this entry's rate ÷ the baseline's (rows/s when both have it). */
+  baseline: string | null;
+  ratio: number | null;
+  /** CPU µs per request of each group, of all of them (`machine_share`) and of the load generator. */
+  cpu_us_per_request?: ByGroup & { machine_share: number; load_generator: number };
+  /** The same of the baseline, copied here so that each line carries its comparison. */
+  baseline_cpu_us_per_request?: { server: number; machine_share: number };
+  /** Cores busy machine-wide during the window (other users included). */
+  busy_cores?: number;
+  /** Seconds the window went on after the load stopped, until the relay had published every event. */
+  drain_seconds?: number;
+  /** Peak VmRSS of the serving process (startup entries: over all its cases, plus `rss_idle_mib`). */
   rss_mib?: number;
-  /** VmRSS right after start, before any load (startup entries). */
   rss_idle_mib?: number;
-  /** Start → first answer of each start (startup entries). */
+  /** Startup entries: spawn → first answer, and the CPU used until then, per start. */
   samples_ms?: number[];
-  /** CPU the process used until its first answer, per start (startup entries). */
   cpu_ms?: number[];
-  /** Cores busy machine-wide during each start (startup entries). */
-  busy_cores?: number[];
   note?: string;
 }
 
-/** Fills `ratio` from each entry's baseline; a missing or zero baseline leaves it null. */
-export function computeRatios(entries: Entry[]): void {
+export const round = (value: number, digits = 2): number => Math.round(value * 10 ** digits) / 10 ** digits;
+
+/** Fills `ratio` and `baseline_cpu_us_per_request` from each entry's baseline. */
+export function compare(entries: Entry[]): void {
   const byName = new Map(entries.map((e) => [e.name, e]));
   for (const entry of entries) {
     const base = entry.baseline === null ? undefined : byName.get(entry.baseline);
-    if (base === undefined) {
-      entry.ratio = null;
-      continue;
-    }
-    const useRows = entry.rows_per_s !== undefined && base.rows_per_s !== undefined;
-    const mine = useRows ? entry.rows_per_s : entry.rps;
-    const theirs = useRows ? base.rows_per_s : base.rps;
+    if (base === undefined) continue;
+    const rows = entry.rows_per_s !== undefined && base.rows_per_s !== undefined;
+    const [mine, theirs] = rows ? [entry.rows_per_s, base.rows_per_s] : [entry.rps, base.rps];
     entry.ratio = mine && theirs ? round(mine / theirs, 3) : null;
+    if (base.cpu_us_per_request !== undefined) {
+      const { server, machine_share } = base.cpu_us_per_request;
+      entry.baseline_cpu_us_per_request = { server, machine_share };
+    }
   }
 }
 
-export const round = (value: number, digits = 2): number => {
-  const f = 10 ** digits;
-  return Math.round(value * f) / f;
-};
+/** Aligned columns: text columns left, numbers right. */
+export function formatTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const numeric = header.map((_, i) => rows.every((r) => /^[-\d.,%×]*$/.test(r[i] ?? '')));
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => (numeric[i] ? c.padStart(widths[i] ?? 0) : c.padEnd(widths[i] ?? 0))).join('  ');
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n').trimEnd();
+}
 
-const fmt = (value: number | null | undefined, digits = 2): string =>
+const fmt = (value: number | null | undefined, digits = 0): string =>
   value === null || value === undefined || Number.isNaN(value) ? '-' : value.toFixed(digits);
 
-/** The printed table: the six JSON fields, then CPU and memory notes. */
-export function table(entries: readonly Entry[], cores: number): string {
-  const header = [
-    'name',
-    'rps',
-    'p50_ms',
-    'p99_ms',
-    'baseline',
-    'ratio',
-    'rows/s',
-    'gen_cpu',
-    'srv_us/req',
-    'rss_MiB',
-    'busy',
-    'errors',
-  ];
-  const rows = entries.map((e) => [
-    e.name,
-    e.rps === null ? '-' : Math.round(e.rps).toString(),
-    fmt(e.p50_ms),
-    fmt(e.p99_ms),
-    e.baseline ?? '-',
-    fmt(e.ratio),
-    e.rows_per_s === undefined ? '' : Math.round(e.rows_per_s).toString(),
-    e.cpu_cores ? `${Math.round((e.cpu_cores.load_generator / cores) * 100)}%` : '',
-    e.server_cpu_us_per_request === undefined ? '' : Math.round(e.server_cpu_us_per_request).toString(),
-    e.rss_mib === undefined ? '' : e.rss_mib.toFixed(0),
-    e.cpu_cores ? e.cpu_cores.machine_busy.toFixed(2) : '',
-    e.errors === undefined ? '' : String(e.errors),
-  ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: readonly string[]) =>
-    cells.map((c, i) => (i === 0 || i === 4 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
-  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+export function table(entries: readonly Entry[]): string {
+  return formatTable(
+    [
+      'name',
+      'conns',
+      'rps',
+      'p50_ms',
+      'p99_ms',
+      'rows/s',
+      'baseline',
+      'ratio',
+      'srv_us',
+      'mach_us',
+      'base_srv',
+      'base_mach',
+      'gen_us',
+      'rss_MiB',
+      'busy',
+      'errors',
+    ],
+    entries
+      .filter((e) => e.kind !== 'startup')
+      .map((e) => [
+        e.name,
+        fmt(e.connections),
+        fmt(e.rps),
+        fmt(e.p50_ms, 2),
+        fmt(e.p99_ms, 2),
+        fmt(e.rows_per_s),
+        e.baseline ?? '-',
+        fmt(e.ratio, 2),
+        fmt(e.cpu_us_per_request?.server || undefined),
+        fmt(e.cpu_us_per_request?.machine_share),
+        fmt(e.baseline_cpu_us_per_request?.server || undefined),
+        fmt(e.baseline_cpu_us_per_request?.machine_share),
+        fmt(e.cpu_us_per_request?.load_generator),
+        fmt(e.rss_mib),
+        fmt(e.busy_cores, 2),
+        fmt(e.errors),
+      ]),
+  );
 }
+
+/** One line per bundle: each start's wall time and own CPU, and its RSS idle and at peak. */
+export const startupLines = (entries: readonly Entry[]): string =>
+  entries
+    .filter((e) => e.kind === 'startup')
+    .map((e) => {
+      const starts = (e.samples_ms ?? []).map((ms, i) => `${Math.round(ms)} ms (${e.cpu_ms?.[i] ?? '?'} ms CPU)`);
+      return `  ${e.name}: ${starts.join(', ')}; RSS ${fmt(e.rss_idle_mib)} MiB idle, ${fmt(e.rss_mib)} MiB peak under load`;
+    })
+    .join('\n');
 
 export interface Verdict {
   readonly target: string;
-  readonly met: boolean | null;
+  /** null: a figure is missing. */
+  readonly pass: boolean | null;
+  /** The measured ratio (or figure) against the target. */
   readonly measured: string;
 }
 
-/** The issue's targets, judged on this run's figures (null = could not be judged: a figure is missing). */
+/** Issue 9's targets, judged on this run's figures. */
 export function verdicts(entries: readonly Entry[]): Verdict[] {
   const get = (name: string) => entries.find((e) => e.name === name);
   const out: Verdict[] = [];
-  const postOne = get('post-one');
-  const naivePost = get('naive-post');
-  if (postOne?.rps != null && naivePost?.rps != null && postOne.p99_ms != null) {
-    const ratio = postOne.rps / naivePost.rps;
+  const judge = (target: string, ratio: number | undefined, goal: number, atMost: boolean, extra = '') => {
+    const ok = ratio === undefined || !Number.isFinite(ratio) ? null : atMost ? ratio <= goal : ratio >= goal;
+    out.push({ target, pass: ok, measured: ok === null ? 'not measured' : `${ratio?.toFixed(2)}×${extra}` });
+  };
+  const rate = (a: string, b: string, rows = false) => {
+    const [x, y] = [get(a), get(b)];
+    return rows ? (x?.rows_per_s ?? 0) / (y?.rows_per_s ?? 0) : (x?.rps ?? 0) / (y?.rps ?? Number.NaN) || undefined;
+  };
+  const cpu = (a: string, b: string, key: 'server' | 'machine_share') =>
+    (get(a)?.cpu_us_per_request?.[key] ?? Number.NaN) / (get(b)?.cpu_us_per_request?.[key] ?? Number.NaN);
+  for (const [one, naive, conns] of [
+    ['post-one', 'naive-post', 32],
+    ['post-one-128', 'naive-post-128', 128],
+  ] as const) {
+    const p99 = get(one)?.p99_ms ?? Number.NaN;
+    const ratio = rate(one, naive);
+    const target = `${one} ≥ 2× ${naive} req/s (${conns} connections), p99 < 50 ms`;
     out.push({
-      target: 'post-one ≥ 2× naive-post rps, p99 < 50 ms',
-      met: ratio >= 2 && postOne.p99_ms < 50,
-      measured: `${ratio.toFixed(2)}×, p99 ${postOne.p99_ms.toFixed(1)} ms`,
+      target,
+      pass: ratio === undefined ? null : ratio >= 2 && p99 < 50,
+      measured: ratio === undefined ? 'not measured' : `${ratio.toFixed(2)}×, p99 ${p99.toFixed(1)} ms`,
     });
-  } else {
-    out.push({ target: 'post-one ≥ 2× naive-post rps, p99 < 50 ms', met: null, measured: 'not measured' });
   }
-  const batch = get('post-batch-100');
-  const pg100 = get('pg-insert-100');
-  if (batch?.rows_per_s !== undefined && pg100?.rows_per_s !== undefined) {
-    const ratio = batch.rows_per_s / pg100.rows_per_s;
-    out.push({
-      target: 'post-batch-100 rows/s ≥ 0.5× pg-insert-100 rows/s',
-      met: ratio >= 0.5,
-      measured: `${ratio.toFixed(2)}×`,
-    });
-  } else {
-    out.push({ target: 'post-batch-100 rows/s ≥ 0.5× pg-insert-100 rows/s', met: null, measured: 'not measured' });
-  }
-  const hot = get('get-hot');
-  const hello = get('node-hello');
-  if (hot?.rps != null && hello?.rps != null) {
-    const ratio = hot.rps / hello.rps;
-    out.push({ target: 'get-hot ≥ 0.5× node-hello rps', met: ratio >= 0.5, measured: `${ratio.toFixed(2)}×` });
-  } else {
-    out.push({ target: 'get-hot ≥ 0.5× node-hello rps', met: null, measured: 'not measured' });
-  }
+  judge('post-one server CPU/request ≤ naive-post', cpu('post-one', 'naive-post', 'server'), 1, true);
+  judge('get-cold server CPU/request ≤ naive-get', cpu('get-cold', 'naive-get', 'server'), 1, true);
+  judge('post-one machine CPU/record ≤ 0.6× naive-post', cpu('post-one', 'naive-post', 'machine_share'), 0.6, true);
+  judge('get-hot ≥ 0.5× node-hello req/s', rate('get-hot', 'node-hello'), 0.5, false);
+  judge('get-cold ≥ 0.7× naive-get req/s', rate('get-cold', 'naive-get'), 0.7, false);
+  judge('list-page ≥ 1× naive-list req/s', rate('list-page', 'naive-list'), 1, false);
+  judge('post-batch-100 ≥ 0.5× pg-insert-100 rows/s', rate('post-batch-100', 'pg-insert-100', true), 0.5, false);
   for (const fn of ['ingest', 'query']) {
-    const startup = get(`start-${fn}`);
-    const rss = startup?.rss_mib;
+    const start = get(`start-${fn}`);
+    const rss = start?.rss_mib;
     out.push({
-      target: `${fn} RSS at full load < 256 MiB`,
-      met: rss === undefined ? null : rss < 256,
-      measured: rss === undefined ? 'not measured' : `${rss.toFixed(0)} MiB`,
+      target: `${fn} peak RSS < 256 MiB in every case`,
+      pass: rss === undefined ? null : rss < 256,
+      measured: rss === undefined ? 'not measured' : `${rss.toFixed(0)} MiB (${(rss / 256).toFixed(2)}×)`,
     });
-    const ms = startup?.p50_ms;
+    const ms = start?.p50_ms ?? undefined;
     out.push({
-      target: `${fn} start → first answer ≤ 300 ms`,
-      met: ms == null ? null : ms <= 300,
-      measured: ms == null ? 'not measured' : `${ms.toFixed(0)} ms (median of ${startup?.samples_ms?.length ?? 0})`,
+      target: `${fn} start → first answer ≤ 200 ms`,
+      pass: ms === undefined ? null : ms <= 200,
+      measured: ms === undefined ? 'not measured' : `${ms.toFixed(0)} ms median (${(ms / 200).toFixed(2)}×)`,
     });
   }
   return out;
 }
 
-export function verdictLines(list: readonly Verdict[]): string {
-  return list
-    .map((v) => `  ${v.met === null ? '?     ' : v.met ? 'met   ' : 'MISSED'}  ${v.target.padEnd(52)} ${v.measured}`)
+export const verdictLines = (list: readonly Verdict[]): string =>
+  list
+    .map((v) => `  ${v.pass === null ? '?   ' : v.pass ? 'PASS' : 'MISS'}  ${v.target.padEnd(62)} ${v.measured}`)
     .join('\n');
-}
-
-/** One line per bundle: every start's wall time, the CPU it used, and how busy the machine was meanwhile. */
-export function startupLines(entries: readonly Entry[]): string {
-  return entries
-    .filter((e) => e.kind === 'startup')
-    .map((e) => {
-      const starts = (e.samples_ms ?? []).map(
-        (ms, i) => `${Math.round(ms)} ms (${e.cpu_ms?.[i] ?? '?'} CPU, busy ${e.busy_cores?.[i]?.toFixed(1) ?? '?'})`,
-      );
-      return `  ${e.name}: ${starts.join(', ')}; RSS ${e.rss_idle_mib?.toFixed(0) ?? '?'} MiB idle, ${e.rss_mib?.toFixed(0) ?? '?'} MiB peak under load`;
-    })
-    .join('\n');
-}

@@ -22,11 +22,13 @@ import {
 } from '../../load-tests/lib/requests.ts';
 import { phaseOf, planFor, type RateStep, rateSteps, type TestPlan } from '../../load-tests/lib/scenarios.ts';
 import { evaluateThresholds, percentile, type Sample, type ThresholdResult } from '../../load-tests/lib/thresholds.ts';
+import { logger, ROOT } from '../processes.ts';
 import type { CliOptions, LocalRun } from './cli.ts';
 import { checkReachable, describeMemoryDrift, prefill, sampleMemory, send } from './client.ts';
-import { ensureVegeta, ROOT, say } from './tools.ts';
-import { attack, eachResult, plot, report, type VegetaReport, writeTargets } from './vegeta.ts';
+import { attack, eachResult, plot, report, toTarget, type VegetaReport, writeTargets } from './vegeta.ts';
 import { runWrk } from './wrk.ts';
+
+export const say = logger('load');
 
 /** Targets written per constant-rate step at most; beyond it vegeta cycles (writes come back `duplicate`). */
 const MAX_TARGETS_PER_STEP = 100_000;
@@ -122,7 +124,6 @@ async function vegetaRun(
   settings: LoadSettings,
   outDir: string,
 ): Promise<VegetaRunResult> {
-  const vegeta = ensureVegeta();
   const record = recordOptionsOf(settings, Date.now());
   let known: RecordBody[] = [];
   if (settings.readRatio > 0) {
@@ -144,10 +145,12 @@ async function vegetaRun(
     for (const spec of targets) specs.set(spec.headers['x-request-id'] ?? '', spec);
     const targetsFile = join(outDir, `targets-${index}.jsonl`);
     const results = join(outDir, `results-${index}.bin`);
-    await writeTargets(targetsFile, targets, settings);
+    await writeTargets(
+      targetsFile,
+      targets.map((spec) => toTarget(spec, settings)),
+    );
     say(`step ${index + 1}/${steps.length}: ${step.rate} req/s for ${step.durationS} s`);
     await attack({
-      vegeta,
       targets: targetsFile,
       output: results,
       rate: step.rate,
@@ -158,13 +161,13 @@ async function vegetaRun(
     });
     files.push(results);
   }
-  const vegetaReport = await report(vegeta, files);
+  const vegetaReport = await report(files);
   writeFileSync(join(outDir, 'report.json'), `${JSON.stringify(vegetaReport, null, 2)}\n`);
-  writeFileSync(join(outDir, 'plot.html'), await plot(vegeta, files, `${plan.name} ${relative(ROOT, outDir)}`));
+  writeFileSync(join(outDir, 'plot.html'), await plot(files, `${plan.name} ${relative(ROOT, outDir)}`));
 
   const timed: Array<{ at: number; sample: Sample }> = [];
   const examples: string[] = [];
-  await eachResult(vegeta, files, (result) => {
+  await eachResult(files, (result) => {
     const headers = normalizeHeaders(result.headers);
     const spec = specs.get(headers['x-request-id'] ?? '');
     const durationMs = result.latency / 1e6;

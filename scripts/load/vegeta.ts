@@ -1,14 +1,31 @@
 /**
- * vegeta, driven from Node: `RequestSpec`s from load-tests/lib written as its JSON targets, constant-rate
- * attacks, and its results read back (report, plot, and every response for the contract checks).
+ * vegeta (MIT), the constant-rate load generator of the load runs and the rate-driven benches, driven from Node:
+ * installed with `go install` into .cache/bin on first use, targets written in its JSON format, attacks bounded
+ * in time, and its results read back (report, plot, and every response for the contract checks).
  */
-
 import { once } from 'node:events';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
 import type { LoadSettings } from '../../load-tests/lib/env.ts';
 import type { RequestSpec } from '../../load-tests/lib/requests.ts';
 import { functionOf } from '../../load-tests/lib/requests.ts';
-import { runTool } from './tools.ts';
+import { logger, ROOT, run, runOk } from '../processes.ts';
+
+export const VEGETA_MODULE = 'github.com/tsenart/vegeta/v12@v12.13.0';
+
+/** The vegeta binary, installed with `go install` into .cache/bin when missing. */
+export async function ensureVegeta(): Promise<string> {
+  const bin = join(ROOT, '.cache', 'bin');
+  const path = join(bin, 'vegeta');
+  if (existsSync(path)) return path;
+  logger('load')(`installing vegeta (${VEGETA_MODULE}) into .cache/bin with go install…`);
+  await runOk('go', ['install', VEGETA_MODULE], {
+    timeoutMs: 600_000,
+    env: { ...process.env, GOBIN: bin, CGO_ENABLED: '0' },
+  });
+  return path;
+}
 
 /** A vegeta target in its JSON format (`-format=json`): one object a line, the body in base64. */
 export interface VegetaTarget {
@@ -19,33 +36,29 @@ export interface VegetaTarget {
 }
 
 /** The absolute URL a spec goes to: POST to ingest, everything else to query. */
-export function urlOf(spec: RequestSpec, settings: Pick<LoadSettings, 'ingestUrl' | 'queryUrl'>): string {
-  return `${functionOf(spec) === 'ingest' ? settings.ingestUrl : settings.queryUrl}${spec.path}`;
-}
+export const urlOf = (spec: RequestSpec, settings: Pick<LoadSettings, 'ingestUrl' | 'queryUrl'>): string =>
+  `${functionOf(spec) === 'ingest' ? settings.ingestUrl : settings.queryUrl}${spec.path}`;
 
-export function toTarget(spec: RequestSpec, settings: Pick<LoadSettings, 'ingestUrl' | 'queryUrl'>): VegetaTarget {
-  const header: Record<string, string[]> = {};
-  for (const [name, value] of Object.entries(spec.headers)) header[name] = [value];
-  return {
-    method: spec.method,
-    url: urlOf(spec, settings),
-    header,
-    ...(spec.body !== undefined && { body: Buffer.from(spec.body, 'utf8').toString('base64') }),
-  };
-}
+/** A target from a method, an absolute URL, headers and a text body. */
+export const target = (method: string, url: string, headers: Record<string, string> = {}, body?: string) => ({
+  method,
+  url,
+  header: Object.fromEntries(Object.entries(headers).map(([name, value]) => [name, [value]])),
+  ...(body !== undefined && { body: Buffer.from(body, 'utf8').toString('base64') }),
+});
 
-/** Writes `specs` as a vegeta targets file. */
-export async function writeTargets(path: string, specs: Iterable<RequestSpec>, settings: LoadSettings): Promise<void> {
+export const toTarget = (spec: RequestSpec, settings: Pick<LoadSettings, 'ingestUrl' | 'queryUrl'>): VegetaTarget =>
+  target(spec.method, urlOf(spec, settings), spec.headers, spec.body);
+
+/** Writes a targets file, one JSON target a line. */
+export async function writeTargets(path: string, targets: Iterable<VegetaTarget>): Promise<void> {
   const out = createWriteStream(path);
-  for (const spec of specs) {
-    if (!out.write(`${JSON.stringify(toTarget(spec, settings))}\n`)) await once(out, 'drain');
-  }
+  for (const t of targets) if (!out.write(`${JSON.stringify(t)}\n`)) await once(out, 'drain');
   out.end();
   await once(out, 'close');
 }
 
 export interface AttackOptions {
-  readonly vegeta: string;
   readonly targets: string;
   readonly output: string;
   readonly rate: number;
@@ -53,38 +66,30 @@ export interface AttackOptions {
   readonly timeoutS: number;
   readonly maxWorkers: number;
   readonly name: string;
+  readonly onSpawn?: (pid: number) => void;
 }
 
 /** One constant-rate attack; resolves when vegeta has stopped by itself (or was killed past its bound). */
-export async function attack(options: AttackOptions): Promise<void> {
+export async function attack(o: AttackOptions): Promise<void> {
   const args = [
-    'attack',
-    '-format=json',
-    `-targets=${options.targets}`,
-    `-output=${options.output}`,
-    `-rate=${Math.round(options.rate)}/1s`,
-    `-duration=${options.durationS}s`,
-    `-timeout=${options.timeoutS}s`,
-    `-max-workers=${options.maxWorkers}`,
-    `-name=${options.name}`,
+    ...['attack', '-format=json', `-targets=${o.targets}`, `-output=${o.output}`, `-rate=${Math.round(o.rate)}/1s`],
+    ...[`-duration=${o.durationS}s`, `-timeout=${o.timeoutS}s`, `-max-workers=${o.maxWorkers}`, `-name=${o.name}`],
   ];
-  const deadline = (options.durationS + options.timeoutS + 30) * 1000;
-  const done = await runTool(options.vegeta, args, deadline);
-  if (done.code !== 0) throw new Error(`vegeta attack failed (exit ${done.code}): ${done.stderr.trim()}`);
+  const done = await run(await ensureVegeta(), args, {
+    timeoutMs: (o.durationS + o.timeoutS + 30) * 1000,
+    ...(o.onSpawn !== undefined && { onSpawn: o.onSpawn }),
+  });
+  if (done.exitCode !== 0) throw new Error(`vegeta attack failed (exit ${done.exitCode}): ${done.stderr.trim()}`);
 }
 
 /** vegeta's own JSON report over result files. */
-export async function report(vegeta: string, results: readonly string[]): Promise<VegetaReport> {
-  const done = await runTool(vegeta, ['report', '-type=json', ...results], 120_000);
-  if (done.code !== 0) throw new Error(`vegeta report failed: ${done.stderr.trim()}`);
-  return JSON.parse(done.stdout) as VegetaReport;
+export async function report(results: readonly string[]): Promise<VegetaReport> {
+  return JSON.parse(await runOk(await ensureVegeta(), ['report', '-type=json', ...results], { timeoutMs: 120_000 }));
 }
 
 /** vegeta's HTML latency plot over result files. */
-export async function plot(vegeta: string, results: readonly string[], title: string): Promise<string> {
-  const done = await runTool(vegeta, ['plot', `-title=${title}`, ...results], 120_000);
-  if (done.code !== 0) throw new Error(`vegeta plot failed: ${done.stderr.trim()}`);
-  return done.stdout;
+export async function plot(results: readonly string[], title: string): Promise<string> {
+  return runOk(await ensureVegeta(), ['plot', `-title=${title}`, ...results], { timeoutMs: 120_000 });
 }
 
 /** One result of `vegeta encode -to=json`. */
@@ -104,40 +109,15 @@ export interface VegetaResult {
 }
 
 /** Streams every result of the files to `visit`, one at a time (a soak holds too many to keep as text). */
-export async function eachResult(
-  vegeta: string,
-  results: readonly string[],
-  visit: (result: VegetaResult) => void,
-): Promise<void> {
-  let pending = '';
-  const done = await runTool(vegeta, ['encode', '-to=json', ...results], 600_000, {
-    onStdout(chunk) {
-      pending += chunk;
-      let newline = pending.indexOf('\n');
-      while (newline >= 0) {
-        const line = pending.slice(0, newline);
-        pending = pending.slice(newline + 1);
-        if (line.trim() !== '') visit(JSON.parse(line) as VegetaResult);
-        newline = pending.indexOf('\n');
-      }
-    },
-  });
-  if (pending.trim() !== '') visit(JSON.parse(pending) as VegetaResult);
-  if (done.code !== 0) throw new Error(`vegeta encode failed: ${done.stderr.trim()}`);
+export async function eachResult(results: readonly string[], visit: (result: VegetaResult) => void): Promise<void> {
+  const encode = execa(await ensureVegeta(), ['encode', '-to=json', ...results], { timeout: 600_000, buffer: false });
+  for await (const line of encode) if (line.trim() !== '') visit(JSON.parse(line) as VegetaResult);
+  await encode;
 }
 
-/** The fields of `vegeta report -type=json` this runner reads. */
+/** The fields of `vegeta report -type=json` these scripts read (latencies in ns). */
 export interface VegetaReport {
-  readonly latencies: {
-    readonly total: number;
-    readonly mean: number;
-    readonly '50th': number;
-    readonly '90th': number;
-    readonly '95th': number;
-    readonly '99th': number;
-    readonly max: number;
-    readonly min: number;
-  };
+  readonly latencies: Readonly<Record<'total' | 'mean' | '50th' | '90th' | '95th' | '99th' | 'max' | 'min', number>>;
   readonly duration: number;
   readonly wait: number;
   readonly requests: number;

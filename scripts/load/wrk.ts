@@ -3,8 +3,6 @@
  * last is answered) for the highest rate the service reaches. The requests are the same mixed stream the vegeta
  * runs and k6 send, compiled into the wrk Lua script; wrk does not read bodies, so no contract checks here.
  */
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { LoadSettings } from '../../load-tests/lib/env.ts';
 import { createRng, hashSeed } from '../../load-tests/lib/prng.ts';
 import {
@@ -16,8 +14,11 @@ import {
   recordOptionsOf,
   take,
 } from '../../load-tests/lib/requests.ts';
+import { DONE_HOOK, wrk } from '../bench/wrk.ts';
+import { logger } from '../processes.ts';
 import { prefill } from './client.ts';
-import { ensureWrk, runTool, say } from './tools.ts';
+
+const say = logger('load');
 
 /** Requests compiled into the script; wrk cycles through them (repeated writes come back `duplicate`). */
 const REQUESTS = 10_000;
@@ -32,7 +33,6 @@ export async function runWrk(
       'load:max sends everything to one address: give BASE_URL (the npm start gateway), not INGEST_URL/QUERY_URL',
     );
   }
-  const wrk = ensureWrk();
   const record = recordOptionsOf(settings, Date.now());
   const known = settings.readRatio > 0 ? prefillRecords(settings.seed, settings.prefill, record) : [];
   if (known.length > 0) await prefill(known, settings, record.runTag);
@@ -42,53 +42,38 @@ export async function runWrk(
     mix,
     createRequestIds(record.runTag, 'wrk'),
   );
-  const script = join(outDir, 'requests.lua');
-  writeFileSync(script, luaScript(take(stream, REQUESTS)));
   const connections = Math.max(THREADS, settings.vus);
   say(`wrk: ${connections} connections, ${THREADS} threads, ${settings.durationS} s`);
-  const args = [
-    '-t',
-    String(THREADS),
-    '-c',
-    String(connections),
-    '-d',
-    `${settings.durationS}s`,
-    '--timeout',
-    `${settings.timeoutS}s`,
-    '--latency',
-    '-s',
-    script,
-    settings.baseUrl,
-  ];
-  const done = await runTool(wrk, args, (settings.durationS + settings.timeoutS + 30) * 1000);
-  writeFileSync(join(outDir, 'wrk.txt'), done.stdout);
-  if (done.code !== 0) throw new Error(`wrk failed (exit ${done.code}): ${done.stderr.trim()}`);
-  const line = done.stdout.split('\n').find((l) => l.startsWith('{"wrk":'));
-  if (line === undefined) throw new Error(`no summary line in wrk's output:\n${done.stdout}`);
-  const raw = JSON.parse(line).wrk as Record<string, number>;
-  const ms = (us: number | undefined) => Math.round((us ?? 0) / 10) / 100;
-  const requests = raw.requests ?? 0;
-  const seconds = (raw.duration_us ?? 1) / 1e6;
-  const nonOk = raw.status ?? 0;
-  const socketErrors = (raw.connect ?? 0) + (raw.read ?? 0) + (raw.write ?? 0) + (raw.timeout ?? 0);
+  const o = await wrk({
+    url: settings.baseUrl,
+    script: luaScript(take(stream, REQUESTS)),
+    connections,
+    threads: THREADS,
+    seconds: settings.durationS,
+    timeoutS: settings.timeoutS,
+    dir: outDir,
+    name: 'requests',
+  });
+  const ms = (value: number) => Math.round(value * 100) / 100;
+  const socketErrors = o.errors - o.errorDetail.status;
   return {
-    ok: requests > 0 && nonOk + socketErrors === 0,
+    ok: o.requests > 0 && o.errors === 0,
     wrk: {
       connections,
       threads: THREADS,
-      requests,
-      rps: Math.round((requests / seconds) * 10) / 10,
-      p50_ms: ms(raw.p50_us),
-      p90_ms: ms(raw.p90_us),
-      p99_ms: ms(raw.p99_us),
-      max_ms: ms(raw.max_us),
-      non_2xx: nonOk,
+      requests: o.requests,
+      rps: Math.round(o.rps * 10) / 10,
+      p50_ms: ms(o.p50Ms),
+      p90_ms: ms(o.p90Ms),
+      p99_ms: ms(o.p99Ms),
+      max_ms: ms(o.maxMs),
+      non_2xx: o.errorDetail.status,
       socket_errors: socketErrors,
     },
   };
 }
 
-/** A wrk script cycling through `specs`, each thread from its own offset, printing a JSON summary at the end. */
+/** A wrk script cycling through `specs`, each thread from its own offset, ending with the bench's JSON summary. */
 export function luaScript(specs: readonly RequestSpec[]): string {
   const literal = (text: string) => {
     // JSON string escapes are Lua's too, except \u, which JSON.stringify only emits for control characters.
@@ -117,11 +102,5 @@ function request()
   n = n + ${THREADS}
   return wrk.format(r[1], r[2], r[3], r[4])
 end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format('{"wrk":{"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}}\\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
-end
-`;
+${DONE_HOOK}`;
 }

@@ -6,7 +6,8 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { aptInstall, CACHE_DIR, hasCommand, log } from './common.ts';
+import { aptInstall, hasCommand } from '../processes.ts';
+import { CACHE_DIR, log } from './service.ts';
 
 const KAFKA_DIR = join(CACHE_DIR, 'kafka');
 export const KAFKA_LIB = join(KAFKA_DIR, 'lib');

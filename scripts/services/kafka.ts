@@ -2,32 +2,27 @@
  * Apache Kafka 4.1 in KRaft mode, one node that is both broker and controller, run from its Maven Central jars
  * (see kafka-jars.ts) on the machine's Java 17: storage formatted once, then `kafka.Kafka` detached with its pid
  * file, config and logs in `.services/kafka`. Broker on 127.0.0.1:SERVICES_KAFKA_PORT (29092), controller on
- * SERVICES_KAFKA_CONTROLLER_PORT (29093). Ready means a Metadata round trip lists this broker.
+ * SERVICES_KAFKA_CONTROLLER_PORT (29093). Ready means kafkajs's describeCluster lists this broker (registered and
+ * unfenced), which costs no JVM start.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { Kafka, logLevel } from 'kafkajs';
+import { alive, aptInstall, cmdline, hasCommand, portOpen, terminate, waitFor } from '../processes.ts';
+import { kafkaJars } from './kafka-jars.ts';
 import {
-  alive,
-  aptInstall,
-  cmdline,
   envPort,
   findProcesses,
-  hasCommand,
+  livePid,
   log,
-  portOpen,
-  readPid,
-  run,
+  runSync as run,
   SERVICES_DIR,
   type Service,
   type Settings,
   tail,
-  terminate,
-  waitFor,
-} from './common.ts';
-import { kafkaJars } from './kafka-jars.ts';
-import { kafkaMetadata } from './kafka-probe.ts';
+} from './service.ts';
 
 const PORT = envPort('SERVICES_KAFKA_PORT', 29092);
 const CONTROLLER_PORT = envPort('SERVICES_KAFKA_CONTROLLER_PORT', PORT + 1);
@@ -138,17 +133,28 @@ function formatStorage(lib: string): void {
 /** Our Kafka processes: started with our server.properties (the pid file names the main one). */
 function ourPids(): number[] {
   const pids = new Set(findProcesses(CONFIG).filter((pid) => cmdline(pid).includes('kafka.')));
-  const fromFile = readPid(PIDFILE);
-  if (fromFile !== undefined && alive(fromFile) && cmdline(fromFile).includes('kafka.Kafka')) pids.add(fromFile);
+  const fromFile = livePid(PIDFILE, 'kafka.Kafka');
+  if (fromFile !== undefined) pids.add(fromFile);
   return [...pids];
 }
 
 async function serving(timeoutMs = 3000): Promise<boolean> {
+  const admin = new Kafka({
+    clientId: 'services-probe',
+    brokers: [`127.0.0.1:${PORT}`],
+    connectionTimeout: timeoutMs,
+    requestTimeout: timeoutMs,
+    retry: { retries: 0 },
+    logLevel: logLevel.NOTHING,
+  }).admin();
   try {
-    const { brokers } = await kafkaMetadata('127.0.0.1', PORT, timeoutMs);
+    await admin.connect();
+    const { brokers } = await admin.describeCluster();
     return brokers.some((b) => b.nodeId === NODE_ID && b.port === PORT);
   } catch {
     return false;
+  } finally {
+    await admin.disconnect().catch(() => undefined);
   }
 }
 
@@ -227,4 +233,5 @@ export const kafka: Service = {
   up,
   down,
   running: async () => ourPids().length > 0 && (await serving()),
+  pids: ourPids,
 };

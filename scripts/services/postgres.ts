@@ -6,12 +6,13 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { aptInstall, envPort, isRoot, log, ROOT, run, type Service, type Settings } from './common.ts';
+import { aptInstall, isRoot, ROOT } from '../processes.ts';
+import { envPort, livePid, log, runSync as run, SERVICES_DIR, type Service, type Settings } from './service.ts';
 
 const PG_PORT = envPort('SERVICES_PG_PORT', 25432);
 const PG_DATABASES = ['data_service_test', 'data_service'];
 
-function postgresBin(): string {
+export function postgresBin(): string {
   const base = '/usr/lib/postgresql';
   const find = () =>
     existsSync(base)
@@ -31,10 +32,10 @@ function postgresBin(): string {
 
 /** A data directory the server's user can reach: in the repo when possible, else under /var/tmp. */
 function postgresDataDir(): string {
-  const inRepo = join(ROOT, '.services', 'postgres');
+  const inRepo = join(SERVICES_DIR, 'postgres');
   if (!isRoot) return inRepo;
-  mkdirSync(join(ROOT, '.services'), { recursive: true });
-  const reachable = spawnSync('runuser', ['-u', 'postgres', '--', 'test', '-x', join(ROOT, '.services')]).status === 0;
+  mkdirSync(SERVICES_DIR, { recursive: true });
+  const reachable = spawnSync('runuser', ['-u', 'postgres', '--', 'test', '-x', SERVICES_DIR]).status === 0;
   if (reachable) return inRepo;
   const id = createHash('sha256').update(ROOT).digest('hex').slice(0, 12);
   return `/var/tmp/data-service-${id}/postgres`;
@@ -116,4 +117,6 @@ export const postgres: Service = {
   up: async () => postgresUp(),
   down: async () => postgresDown(),
   running: async () => postgresRunning(),
+  // The postmaster: every backend is its child.
+  pids: () => [livePid(join(postgresDataDir(), 'postmaster.pid'), 'postgres')].filter((pid) => pid !== undefined),
 };

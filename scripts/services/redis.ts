@@ -5,23 +5,8 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  alive,
-  aptInstall,
-  cmdline,
-  envPort,
-  hasCommand,
-  log,
-  portOpen,
-  readPid,
-  run,
-  SERVICES_DIR,
-  type Service,
-  type Settings,
-  tail,
-  terminate,
-  waitFor,
-} from './common.ts';
+import { alive, aptInstall, hasCommand, portOpen, terminate, waitFor } from '../processes.ts';
+import { envPort, livePid, log, runSync as run, SERVICES_DIR, type Service, type Settings, tail } from './service.ts';
 
 const PORT = envPort('SERVICES_REDIS_PORT', 26379);
 const DIR = join(SERVICES_DIR, 'redis');
@@ -59,10 +44,7 @@ function writeConfig(): void {
 }
 
 /** The pid of our redis-server (from its pid file), if it is alive. */
-function ourPid(): number | undefined {
-  const pid = readPid(PIDFILE);
-  return pid !== undefined && alive(pid) && cmdline(pid).includes('redis-server') ? pid : undefined;
-}
+const ourPid = (): number | undefined => livePid(PIDFILE, 'redis-server');
 
 function ping(): boolean {
   return run('redis-cli', ['-h', '127.0.0.1', '-p', String(PORT), 'ping'], { allowFail: true }).trim() === 'PONG';
@@ -121,4 +103,5 @@ export const redis: Service = {
   up,
   down,
   running: async () => ourPid() !== undefined && ping(),
+  pids: () => [ourPid()].filter((pid) => pid !== undefined),
 };

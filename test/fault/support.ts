@@ -7,11 +7,11 @@
  * Every test that stops a service restores it in a `finally` (and `afterAll` calls `restoreServices` as a second
  * net): other suites share these services.
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
+import { percentile, run, waitFor } from '../../scripts/processes.ts';
 import { createTestDatabase, testDatabaseUrl } from '../support/database.ts';
 import {
   bundlePath,
@@ -27,32 +27,17 @@ import {
 export type ServiceName = 'postgres' | 'redis' | 'kafka';
 
 /** Runs `scripts/services.ts <command> <service>` without blocking the event loop; rejects on failure or timeout. */
-export function services(command: 'up' | 'down', service: ServiceName, timeoutMs = 90_000): Promise<number> {
+export async function services(command: 'up' | 'down', service: ServiceName, timeoutMs = 90_000): Promise<number> {
   const started = performance.now();
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['scripts/services.ts', command, service], {
-      cwd: ROOT,
-      env: process.env,
-      stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-      stderr += chunk;
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`services.ts ${command} ${service} did not finish within ${timeoutMs} ms: ${stderr}`));
-    }, timeoutMs);
-    child.once('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      if (code === 0) resolve(performance.now() - started);
-      else reject(new Error(`services.ts ${command} ${service} exited ${code}: ${stderr}`));
-    });
+  const result = await run(process.execPath, ['scripts/services.ts', command, service], {
+    timeoutMs,
+    env: process.env,
   });
+  if (result.exitCode !== 0) {
+    const why = result.timedOut ? `did not finish within ${timeoutMs} ms` : `exited ${result.exitCode}`;
+    throw new Error(`services.ts ${command} ${service} ${why}: ${result.stderr}`);
+  }
+  return performance.now() - started;
 }
 
 /** Brings the given services up (idempotent: quick when they already run); errors are reported, not thrown. */
@@ -164,12 +149,7 @@ export function postRecord(baseUrl: string, source: string, timeoutMs = 5_000): 
   ).then((result) => ({ ...result, id }));
 }
 
-export function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return Number.NaN;
-  const sorted = [...values].sort((a, b) => a - b);
-  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[rank] ?? Number.NaN;
-}
+export { percentile };
 
 export const ms = (value: number) => `${value.toFixed(1)} ms`;
 
@@ -202,11 +182,8 @@ export async function eventually(
   intervalMs = 250,
 ): Promise<number> {
   const started = performance.now();
-  for (;;) {
-    if (await check()) return performance.now() - started;
-    if (performance.now() - started > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(intervalMs);
-  }
+  await waitFor(what, timeoutMs, async () => ((await check()) ? true : undefined), intervalMs);
+  return performance.now() - started;
 }
 
 /** The value of one Prometheus sample whose labels include every pair in `labels` (undefined when absent). */

@@ -1,14 +1,15 @@
 /**
  * Real processes for tests: spawn a bundle (or any script) with its own environment, collect its output, wait for
- * it to answer a readiness URL, and make sure it is gone when the test ends.
+ * it to answer a readiness URL, and make sure it is gone when the test ends. Ports, sleeps and HTTP polling are
+ * the scripts' own helpers (scripts/processes.ts), re-exported here.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { connect } from 'node:net';
+import { resolve } from 'node:path';
+import { ROOT, waitForHttp } from '../../scripts/processes.ts';
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export { freePort, ROOT, sleep } from '../../scripts/processes.ts';
 export const DIST = resolve(ROOT, 'dist');
 
 /** The absolute path of `dist/<name>.mjs`, or an error telling how to build it. */
@@ -20,24 +21,6 @@ export function bundlePath(name: string): string {
     );
   }
   return path;
-}
-
-/** A TCP port that was free a moment ago on 127.0.0.1 (listen on 0, read it, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      if (address === null || typeof address === 'string') {
-        server.close();
-        reject(new Error('no port'));
-        return;
-      }
-      server.close(() => resolvePort(address.port));
-    });
-  });
 }
 
 export interface Exit {
@@ -148,32 +131,17 @@ export async function waitForReady(
   url: string,
   options: { since: number; intervalMs?: number; timeoutMs?: number; process?: SpawnedProcess },
 ): Promise<number> {
-  const intervalMs = options.intervalMs ?? 20;
-  const timeoutMs = options.timeoutMs ?? 15_000;
-  const deadline = performance.now() + timeoutMs;
-  let exited = false;
-  void options.process?.exited.then(() => {
-    exited = true;
-  });
-  let last = 'no answer';
-  while (performance.now() < deadline) {
-    if (exited) {
-      throw new Error(`process exited before it was ready; stderr: ${options.process?.stderr().slice(-2000)}`);
-    }
-    try {
-      const response = await fetch(url, { signal: AbortSignal.timeout(1_000) });
-      await response.arrayBuffer();
-      if (response.status === 200) return performance.now() - options.since;
-      last = `status ${response.status}`;
-    } catch (error) {
-      last = String(error);
-    }
-    await sleep(intervalMs);
+  try {
+    return await waitForHttp(url, {
+      since: options.since,
+      intervalMs: options.intervalMs ?? 20,
+      timeoutMs: options.timeoutMs ?? 15_000,
+      ...(options.process !== undefined && { process: options.process }),
+    });
+  } catch (error) {
+    throw new Error(`${String(error)}; stderr: ${options.process?.stderr().slice(-2000) ?? ''}`);
   }
-  throw new Error(`${url} was not ready within ${timeoutMs} ms (last: ${last})`);
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise((resolveSleep) => setTimeout(resolveSleep, ms));
 
 /** Races `promise` against a timer that rejects with `message()`; the timer never outlives the race. */
 export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, message: () => string): Promise<T> {

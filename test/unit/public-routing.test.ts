@@ -59,8 +59,8 @@ describe('public routing', () => {
   });
 
   it('has the ALB forward every public path to the Istio gateway', () => {
-    const paths = ((ingress?.spec.rules as Array<{ http: { paths: Array<{ path: string; pathType: string }> } }>)[0]
-      ?.http.paths ?? []) as Array<{ path: string; pathType: string }>;
+    type Rule = { http: { paths: Array<{ path: string; pathType: string }> } };
+    const paths = ((ingress?.spec.rules ?? []) as Rule[])[0]?.http.paths ?? [];
     for (const route of API_ROUTES) {
       const path = example(route.path);
       expect({
