@@ -132,7 +132,7 @@ const sampleId = async () =>
  */
 async function nestedPlans(sql: string, values: readonly unknown[]): Promise<string[]> {
   const plans: string[] = [];
-  const onNotice = (notice: { message?: string }) => {
+  const onNotice = (notice: { message?: string | undefined }) => {
     if (notice.message?.includes('Query Text:')) plans.push(notice.message);
   };
   client.on('notice', onNotice);
