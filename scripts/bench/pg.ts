@@ -100,8 +100,10 @@ export async function pgbench(
     join(postgresBin(), 'pgbench'),
     [
       ...connection(pg),
-      ...['-d', database, '-n', '-j', '1', '-c', String(o.clients), '-T', String(o.seconds), '-f', script],
+      ...['-n', '-j', '1', '-c', String(o.clients), '-T', String(o.seconds), '-f', script],
       ...['-M', o.prepared ? 'prepared' : 'simple', ...(o.log ? ['-l', `--log-prefix=${join(o.dir, prefix)}`] : [])],
+      // The database is pgbench's positional argument: its -d is --debug, which prints every statement sent.
+      database,
     ],
     { timeoutMs: (o.seconds + 60) * 1000, cwd: o.dir, onSpawn: cpu.onSpawn },
   );
