@@ -4,7 +4,7 @@
  * the `npm start` gateway and the check of the Knative public routing are all derived from this table.
  */
 import Joi from 'joi';
-import type { BoundRoute, Method, RouteDefinition, RouteHandler } from '#lib/http';
+import { type BoundRoute, compilePath, type Method, type RouteDefinition, type RouteHandler } from '#lib/http';
 import {
   idempotencyKeySchema,
   ingestResultSchema,
@@ -127,16 +127,19 @@ export type OperationId<F extends FunctionName> = Extract<
 export const routesOf = (name: FunctionName): readonly RouteSpec[] =>
   API_ROUTES.filter((route: RouteSpec) => route.function === name || route.servedByBoth === true);
 
+// Compiled once, with the router's own template syntax: the gateway asks on every request.
+const COMPILED = (API_ROUTES as readonly RouteSpec[]).map((route) => ({
+  route,
+  pattern: compilePath(route.path).pattern,
+}));
+
 /** The function the public host sends a request to; unknown paths go to query, which answers their 404. */
 export function publicTargetOf(method: string, path: string): FunctionName {
   const wanted = method === 'HEAD' ? 'GET' : method;
-  const onPath = API_ROUTES.filter((route: RouteSpec) => templateMatches(route.path, path));
+  const onPath = COMPILED.filter(({ pattern }) => pattern.test(path)).map(({ route }) => route);
   const exact = onPath.find((route) => route.method === wanted);
   return (exact ?? onPath[0])?.function ?? 'query';
 }
-
-const templateMatches = (template: string, path: string): boolean =>
-  new RegExp(`^${template.replace(/\{\w+\}/g, '[^/]+').replace(/\./g, '\\.')}$`).test(path);
 
 export type { Method };
 

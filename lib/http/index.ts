@@ -11,4 +11,11 @@ export {
 } from './problem.ts';
 export * from './request.ts';
 export { requestIdOf } from './request-id.ts';
-export { type BoundRoute, createRouter, type Method, type RouteDefinition, type RouteHandler } from './router.ts';
+export {
+  type BoundRoute,
+  compilePath,
+  createRouter,
+  type Method,
+  type RouteDefinition,
+  type RouteHandler,
+} from './router.ts';

@@ -73,7 +73,8 @@ function allowedMethods(template: string, routes: readonly RouteDefinition[]): s
   return METHOD_ORDER.filter((m) => methods.has(m));
 }
 
-function compilePath(path: string): { pattern: RegExp; names: string[] } {
+/** A path template (`/data/{id}`) as an anchored pattern and the names of its parameters, in order. */
+export function compilePath(path: string): { pattern: RegExp; names: string[] } {
   const names: string[] = [];
   const source = path
     .split('/')

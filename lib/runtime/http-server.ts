@@ -67,7 +67,6 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
       inFlight++;
       const started = performance.now();
       const request: HttpRequest = edgeRequest(req);
-      res.setHeader('x-request-id', request.requestId);
       let trace: RequestSample['trace'];
       res.once('close', () => {
         inFlight--;
@@ -174,7 +173,12 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
 
   function send(res: ServerResponse, request: HttpRequest, response: HttpResponse): void {
     const payload = typeof response.body === 'string' ? Buffer.from(response.body) : response.body;
-    const headers: Record<string, string | number> = { ...response.headers, 'content-length': payload.length };
+    // One headers object per response: the request id, echoed on every answer, joins it here.
+    const headers: Record<string, string | number> = {
+      ...response.headers,
+      'x-request-id': request.requestId,
+      'content-length': payload.length,
+    };
     // While draining, tell keep-alive clients to reconnect elsewhere so that the socket closes after this reply.
     if (draining) headers.connection = 'close';
     res.writeHead(response.statusCode, headers);
