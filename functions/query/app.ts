@@ -3,6 +3,7 @@
  * in-process tier → Redis → PostgreSQL for records, Redis → PostgreSQL for list pages.
  */
 import { buildOpenApiDocument } from '#lib/api';
+import { accessGateFor } from '#lib/auth';
 import {
   createRecordCache,
   createResponseTier,
@@ -50,6 +51,8 @@ export function createQueryApp(config: ServiceConfig, clients: QueryClients, log
   const tier = config.responseTier.maxEntries > 0 ? createResponseTier(config.responseTier) : undefined;
   if (tier) records = withResponseTier(tier, records);
 
+  const gate = accessGateFor({ ...config, redis, keyPrefix: config.redis?.keyPrefix ?? '', logger });
+  metrics.rateLimited(gate.limited);
   const postgres = createDatabaseProbe(readDb);
   metrics.pool('primary', () => poolStats(db));
   if (readDb !== db) metrics.pool('replica', () => poolStats(readDb));
@@ -66,6 +69,7 @@ export function createQueryApp(config: ServiceConfig, clients: QueryClients, log
       }),
       logger,
       openApi: buildOpenApiDocument(config.records),
+      gate,
     }),
     // Only PostgreSQL decides readiness: without Redis the function answers from PostgreSQL (degraded).
     readiness: postgres.ready,

@@ -1,5 +1,6 @@
 import middy from '@middy/core';
 import { API_ROUTES, bindRoutes, staticJson } from '#lib/api';
+import type { AccessGate } from '#lib/auth';
 import {
   createRouter,
   type FunctionContext,
@@ -17,33 +18,44 @@ export interface QueryHandlerDeps {
   readonly query: QueryService;
   readonly logger: Logger;
   readonly openApi: object;
+  readonly gate: AccessGate;
 }
 
-// Records are immutable, so a representation may be cached for as long as caches keep anything.
+// Records are immutable, so a representation may be cached for as long as caches keep anything; while callers
+// are told apart, only by the caller's own cache (a shared one would hand it to callers who may not read it).
 const IMMUTABLE = 'public, max-age=31536000, immutable';
+const PRIVATE_IMMUTABLE = 'private, max-age=31536000, immutable';
 
 /** The query function's middy handler: `GET /data/{id}`, `GET /data?…` and the OpenAPI document. */
-export function createQueryHandler({ query, logger, openApi }: QueryHandlerDeps): HttpHandler {
+export function createQueryHandler({ query, logger, openApi, gate }: QueryHandlerDeps): HttpHandler {
+  const personal = gate.authenticates ? { vary: 'Authorization' } : {};
+  const recordCaching = { 'cache-control': gate.authenticates ? PRIVATE_IMMUTABLE : IMMUTABLE, ...personal };
+  const pageCaching = { 'cache-control': gate.authenticates ? 'private, no-cache' : 'no-cache', ...personal };
   const router = createRouter(
-    bindRoutes('query', {
-      getRecord: async (request) => {
-        const document = await query.getById(request.params.id ?? '');
-        const headers = { etag: document.etag, 'cache-control': IMMUTABLE };
-        if (matchesEtag(header(request, 'if-none-match'), document.etag)) return { statusCode: 304, headers, body: '' };
-        return { statusCode: 200, headers: { 'content-type': 'application/json', ...headers }, body: document.json };
+    bindRoutes(
+      'query',
+      {
+        getRecord: async (request, caller) => {
+          const document = await query.getById(request.params.id ?? '', caller);
+          const headers = { etag: document.etag, ...recordCaching };
+          if (matchesEtag(header(request, 'if-none-match'), document.etag))
+            return { statusCode: 304, headers, body: '' };
+          return { statusCode: 200, headers: { 'content-type': 'application/json', ...headers }, body: document.json };
+        },
+        listRecords: async (request, caller) => {
+          const page = await query.list(queryOf(request), caller);
+          const headers: Record<string, string> = { 'content-type': 'application/json', ...pageCaching };
+          if (page.nextCursor !== null) {
+            const next = new URLSearchParams(request.rawQuery);
+            next.set('cursor', page.nextCursor);
+            headers.link = `</data?${next.toString()}>; rel="next"`;
+          }
+          return { statusCode: 200, headers, body: page.json };
+        },
+        openApi: staticJson(openApi),
       },
-      listRecords: async (request) => {
-        const page = await query.list(queryOf(request));
-        const headers: Record<string, string> = { 'content-type': 'application/json', 'cache-control': 'no-cache' };
-        if (page.nextCursor !== null) {
-          const next = new URLSearchParams(request.rawQuery);
-          next.set('cursor', page.nextCursor);
-          headers.link = `</data?${next.toString()}>; rel="next"`;
-        }
-        return { statusCode: 200, headers, body: page.json };
-      },
-      openApi: staticJson(openApi),
-    }),
+      gate,
+    ),
     API_ROUTES,
   );
 

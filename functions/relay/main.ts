@@ -9,7 +9,7 @@ import { problemResponse } from '#lib/http';
 import { createMetrics } from '#lib/observability';
 import { bootstrap, createAccessLog, runFunction } from '#lib/runtime';
 
-const { config, logger, logging, tracing } = bootstrap(process.env);
+const { config, logger, logging, tracing } = bootstrap(process.env, { servesApi: false });
 if (config.kafka === undefined) {
   logger.fatal('KAFKA_BROKERS must be set for the relay');
   process.exit(78);

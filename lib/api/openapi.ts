@@ -15,6 +15,8 @@ import {
 import { type JsonSchema, joiToJsonSchema } from './json-schema.ts';
 import { API_ROUTES, type RouteSpec } from './routes.ts';
 
+const BEARER_SCHEME = 'bearerAuth';
+
 /** Builds the document for the limits the service runs with (they appear in the schemas). */
 export function buildOpenApiDocument(limits: RecordSchemaLimits): JsonSchema {
   const { recordInput, batchInput } = recordSchemas(limits);
@@ -62,6 +64,7 @@ export function buildOpenApiDocument(limits: RecordSchemaLimits): JsonSchema {
         }),
       ),
     };
+    if (route.access !== undefined) operation.security = [{ [BEARER_SCHEME]: [] }];
     if (route.body) {
       operation.requestBody = {
         required: true,
@@ -84,6 +87,15 @@ export function buildOpenApiDocument(limits: RecordSchemaLimits): JsonSchema {
     },
     paths,
     components: {
+      securitySchemes: {
+        [BEARER_SCHEME]: {
+          type: 'http',
+          scheme: 'bearer',
+          bearerFormat: 'JWT',
+          description:
+            'A JWT of the configured issuer and audience (ES256/RS256). Its `scope` claim grants sources: `write:<pattern>` and `read:<pattern>`, where a pattern is a source name, a prefix ending in `*` (`sensor-*`), or `*` for every source. A record the token may not read answers 404, as if absent; a list without `source` needs `read:*`.',
+        },
+      },
       schemas: Object.fromEntries(Object.entries(components).map(([name, joi]) => [name, joiToJsonSchema(joi, refs)])),
     },
   };

@@ -4,8 +4,19 @@
  * the `npm start` gateway and the check of the Knative public routing are all derived from this table.
  */
 import Joi from 'joi';
-import { type BoundRoute, compilePath, type Method, type RouteDefinition, type RouteHandler } from '#lib/http';
+import type { AccessGate } from '#lib/auth';
 import {
+  type BoundRoute,
+  compilePath,
+  type HttpRequest,
+  type HttpResponse,
+  header,
+  type Method,
+  type RouteDefinition,
+  type RouteHandler,
+} from '#lib/http';
+import {
+  type Caller,
   idempotencyKeySchema,
   ingestResultSchema,
   listQuerySchema,
@@ -30,6 +41,11 @@ export interface RouteSpec extends RouteDefinition {
   readonly function: FunctionName;
   /** Whether the other function serves it too on its own address (the OpenAPI document is served by both). */
   readonly servedByBoth?: boolean;
+  /**
+   * Which grant of the caller's token the route needs (lib/auth): its handler runs only after the access gate
+   * admitted the request, and is given the caller. Routes without it are open (the OpenAPI document).
+   */
+  readonly access?: 'write' | 'read';
   readonly summary: string;
   readonly query?: Joi.ObjectSchema;
   readonly pathParameters?: Readonly<Record<string, Joi.Schema>>;
@@ -43,6 +59,19 @@ const idParameter = Joi.string()
   .pattern(/^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$/)
   .meta({ format: 'uuid' });
 const UNAVAILABLE: ResponseSpec = { description: 'Overloaded or a dependency is down; see Retry-After.' };
+// The answers of the access gate, on every route that has one.
+const UNAUTHORIZED: ResponseSpec = {
+  description: 'No valid bearer token.',
+  headers: { 'WWW-Authenticate': 'Bearer challenge with the RFC 6750 error code.' },
+};
+const RATE_LIMITED: ResponseSpec = {
+  description: 'This caller sent too many requests; see Retry-After.',
+  headers: {
+    'Retry-After': 'Seconds to wait.',
+    RateLimit: 'Remaining quota and seconds to reset (IETF RateLimit fields).',
+    'RateLimit-Policy': 'The quota per window.',
+  },
+};
 
 export const API_ROUTES = [
   {
@@ -50,6 +79,7 @@ export const API_ROUTES = [
     function: 'ingest',
     method: 'POST',
     path: '/data',
+    access: 'write',
     summary: 'Store one record or a batch, atomically',
     headers: { 'Idempotency-Key': idempotencyKeySchema },
     body: (limits) => {
@@ -63,10 +93,15 @@ export const API_ROUTES = [
         headers: { Location: 'The record, for a single-record body.' },
       },
       400: { description: 'Malformed JSON or an invalid header.' },
-      409: { description: 'A request with the same Idempotency-Key is in flight.' },
+      401: UNAUTHORIZED,
+      403: { description: "A record's source is not writable with this token (errors names /records/<i>/source)." },
+      409: {
+        description: 'A request with the same Idempotency-Key is in flight, or a known id came with other content.',
+      },
       413: { description: 'The body is larger than the limit.' },
       415: { description: 'The body is not application/json.' },
       422: { description: 'Validation failed (errors lists every field) or Idempotency-Key reused.' },
+      429: RATE_LIMITED,
       503: UNAVAILABLE,
     },
   },
@@ -75,6 +110,7 @@ export const API_ROUTES = [
     function: 'query',
     method: 'GET',
     path: '/data',
+    access: 'read',
     summary: 'List records newest first with keyset pagination',
     query: listQuerySchema,
     responses: {
@@ -84,6 +120,9 @@ export const API_ROUTES = [
         headers: { Link: 'rel="next" URL of the following page, absent on the last page.' },
       },
       400: { description: 'A bad query parameter or cursor.' },
+      401: UNAUTHORIZED,
+      403: { description: 'The source is not readable with this token, or no source was named without read:*.' },
+      429: RATE_LIMITED,
       503: UNAVAILABLE,
     },
   },
@@ -92,18 +131,21 @@ export const API_ROUTES = [
     function: 'query',
     method: 'GET',
     path: '/data/{id}',
+    access: 'read',
     summary: 'One record by id',
     pathParameters: { id: idParameter },
     headers: { 'If-None-Match': Joi.string() },
     responses: {
       200: {
-        description: 'The record; immutable, so cacheable for a year.',
+        description: 'The record; immutable, so cacheable for a year (privately, by its caller, while auth is on).',
         schema: storedRecordSchema,
         headers: { ETag: 'Strong validator of the representation.', 'Cache-Control': 'Caching policy.' },
       },
       304: { description: 'The ETag in If-None-Match still matches.', schema: 'none' },
       400: { description: 'The id is not a UUID.' },
-      404: { description: 'No record has this id.' },
+      401: UNAUTHORIZED,
+      404: { description: 'No record has this id that this token may read.' },
+      429: RATE_LIMITED,
       503: UNAVAILABLE,
     },
   },
@@ -118,10 +160,17 @@ export const API_ROUTES = [
   },
 ] as const satisfies readonly RouteSpec[];
 
-export type OperationId<F extends FunctionName> = Extract<
-  (typeof API_ROUTES)[number],
-  { function: F } | { servedByBoth: true }
->['operationId'];
+type RoutesOf<F extends FunctionName> = Extract<(typeof API_ROUTES)[number], { function: F } | { servedByBoth: true }>;
+export type OperationId<F extends FunctionName> = RoutesOf<F>['operationId'];
+
+/** The handler of a route behind the access gate: it is given the admitted caller. */
+export type GuardedHandler = (request: HttpRequest, caller: Caller) => Promise<HttpResponse>;
+/** One handler per route a function serves; routes with `access` take a `GuardedHandler`. */
+export type HandlersOf<F extends FunctionName> = {
+  readonly [K in OperationId<F>]: Extract<RoutesOf<F>, { operationId: K }> extends { access: string }
+    ? GuardedHandler
+    : RouteHandler;
+};
 
 /** The routes a function serves on its own address. */
 export const routesOf = (name: FunctionName): readonly RouteSpec[] =>
@@ -143,15 +192,26 @@ export function publicTargetOf(method: string, path: string): FunctionName {
 
 export type { Method };
 
-/** Binds a function's handlers to its routes; the type demands one handler for every route it serves. */
-export function bindRoutes<F extends FunctionName>(
-  name: F,
-  handlers: Readonly<Record<OperationId<F>, RouteHandler>>,
-): BoundRoute[] {
+/**
+ * Binds a function's handlers to its routes, each route with `access` behind `gate`; the type demands one
+ * handler for every route the function serves.
+ */
+export function bindRoutes<F extends FunctionName>(name: F, handlers: HandlersOf<F>, gate: AccessGate): BoundRoute[] {
   return routesOf(name).map((route) => {
-    const handler = (handlers as Readonly<Record<string, RouteHandler>>)[route.operationId];
+    const handler = (handlers as unknown as Readonly<Record<string, RouteHandler | GuardedHandler>>)[route.operationId];
     if (handler === undefined) throw new Error(`no handler for ${route.operationId} in ${name}`);
-    return { method: route.method, path: route.path, handler };
+    if (route.access === undefined) return { method: route.method, path: route.path, handler: handler as RouteHandler };
+    const guarded = handler as GuardedHandler;
+    return {
+      method: route.method,
+      path: route.path,
+      handler: async (request) => {
+        const { caller, headers } = await gate.admit(header(request, 'authorization'));
+        const response = await guarded(request, caller);
+        Object.assign(response.headers, headers);
+        return response;
+      },
+    };
   });
 }
 

@@ -110,7 +110,15 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
   const pageKey = (key: PageKey) => {
     const digest = createHash('sha256')
       .update(
-        JSON.stringify([key.filter.source, key.filter.type, key.filter.from, key.filter.to, key.limit, key.cursor]),
+        JSON.stringify([
+          key.filter.source,
+          key.filter.type,
+          key.filter.from,
+          key.filter.to,
+          key.limit,
+          key.cursor,
+          key.caller,
+        ]),
       )
       .digest('base64url')
       .slice(0, 22);
@@ -155,16 +163,33 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
         misses++;
         return { kind: value === WRITTEN ? 'written' : 'miss' };
       }
+      if (value === ABSENT) {
+        hits++;
+        return { kind: 'absent' };
+      }
+      // Stored as the ETag, the source and a newline, then the body: a hit goes to the wire without a parse,
+      // stringify or hash. (ETags hold no `{`, sources no newline, and JSON text no raw newline.)
+      const source = value.indexOf('{');
+      const body = value.indexOf('\n', source);
+      if (source < 0 || body < 0) {
+        misses++; // written by a release that stored no source: read it again from the store
+        return { kind: 'miss' };
+      }
       hits++;
-      if (value === ABSENT) return { kind: 'absent' };
-      // Stored as the ETag followed by the body: a hit goes to the wire without a parse, stringify or hash.
-      const split = value.indexOf('{');
-      return { kind: 'hit', value: { etag: value.slice(0, split), json: value.slice(split) } };
+      return {
+        kind: 'hit',
+        value: { etag: value.slice(0, source), source: value.slice(source + 1, body), json: value.slice(body + 1) },
+      };
     },
 
     async putRecord(id, document) {
       await guarded('SET', () =>
-        redis.set(recordKey(id), `${document.etag}${document.json}`, 'EX', config.recordTtlSeconds),
+        redis.set(
+          recordKey(id),
+          `${document.etag}{${document.source}\n${document.json}`,
+          'EX',
+          config.recordTtlSeconds,
+        ),
       );
     },
 

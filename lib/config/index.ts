@@ -6,6 +6,7 @@
  * value goes. The types below are derived from that declaration, and so is the validation, which reports every
  * bad variable in one message.
  */
+import { randomBytes } from 'node:crypto';
 import Joi from 'joi';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -31,8 +32,20 @@ const converted = <T, U>(variable: string, schema: Joi.AnySchema<T>, convert: (v
 });
 
 const DAY_MS = 24 * 60 * 60 * 1000;
-// Cursors are authenticated so that clients cannot forge positions; deployments set their own secret.
-const DEFAULT_CURSOR_SECRET = 'data-service-default-cursor-secret';
+// The algorithms a token may be signed with: asymmetric only (an HMAC "verified" with a public key is forgeable).
+export const TOKEN_ALGORITHMS = [
+  'ES256',
+  'ES384',
+  'ES512',
+  'RS256',
+  'RS384',
+  'RS512',
+  'PS256',
+  'PS384',
+  'PS512',
+  'EdDSA',
+] as const;
+export type TokenAlgorithmName = (typeof TOKEN_ALGORITHMS)[number];
 const HOST_PORT_LIST = /^[\w.-]+:\d{1,5}(,[\w.-]+:\d{1,5})*$/;
 const postgresUrl = () => Joi.string().uri({ scheme: ['postgres', 'postgresql'] });
 const int = (min: number, max: number) => Joi.number().integer().min(min).max(max);
@@ -83,7 +96,44 @@ const SETTINGS = {
     retentionDays: setting('RETENTION_DAYS', int(0, 36_500).default(0)),
     idempotencyTtlHours: setting('IDEMPOTENCY_TTL_HOURS', int(1, 24 * 30).default(24)),
   },
-  cursorSecret: setting('CURSOR_SECRET', Joi.string().min(16).default(DEFAULT_CURSOR_SECRET)),
+  /** Authenticates cursors; required in a cluster (K_SERVICE set), a random one per process otherwise. */
+  cursorSecret: optional('CURSOR_SECRET', Joi.string().min(16)),
+  auth: {
+    /** `jwt` (the default) needs the three settings below; `none` serves everyone everything, and says so. */
+    mode: setting('AUTH_MODE', Joi.string<'jwt' | 'none'>().valid('jwt', 'none').default('jwt')),
+    jwksUrl: optional('AUTH_JWKS_URL', Joi.string().uri({ scheme: ['http', 'https'] })),
+    issuer: optional('AUTH_ISSUER', Joi.string().max(1_000)),
+    audience: optional('AUTH_AUDIENCE', Joi.string().max(1_000)),
+    algorithms: converted(
+      'AUTH_ALGORITHMS',
+      Joi.string()
+        .pattern(new RegExp(`^(${TOKEN_ALGORITHMS.join('|')})(,(${TOKEN_ALGORITHMS.join('|')}))*$`))
+        .messages({ 'string.pattern.base': `AUTH_ALGORITHMS must be a comma-separated list of ${TOKEN_ALGORITHMS}` })
+        .default('ES256,RS256'),
+      list,
+    ),
+    clockToleranceSeconds: setting('AUTH_CLOCK_TOLERANCE_SECONDS', int(0, 300).default(30)),
+    scopeClaim: setting(
+      'AUTH_SCOPE_CLAIM',
+      Joi.string()
+        .pattern(/^[\w.:-]{1,100}$/)
+        .default('scope'),
+    ),
+    /** Verified tokens remembered by digest (0: verify every request), each at most this long and never past exp. */
+    tokenCacheEntries: setting('AUTH_TOKEN_CACHE_ENTRIES', int(0, 1_000_000).default(10_000)),
+    tokenCacheSeconds: setting('AUTH_TOKEN_CACHE_SECONDS', int(1, 3_600).default(60)),
+    jwksRefreshSeconds: setting('AUTH_JWKS_REFRESH_SECONDS', int(10, 86_400).default(600)),
+    /** Least time between two key-set fetches: a token with an unknown kid cannot make us fetch more often. */
+    jwksCooldownSeconds: setting('AUTH_JWKS_COOLDOWN_SECONDS', int(1, 3_600).default(30)),
+    jwksTimeoutMs: setting('AUTH_JWKS_TIMEOUT_MS', int(100, 60_000).default(2_000)),
+  },
+  /** Requests per caller (token subject) across pods; 0 turns the limit off. Not applied while AUTH_MODE=none. */
+  rateLimit: {
+    perSecond: setting('RATE_LIMIT_PER_SECOND', int(0, 10_000_000).default(1_000)),
+    /** The most requests allowed in one second; the excess over the steady rate renews every burst window. */
+    burst: setting('RATE_LIMIT_BURST', int(0, 10_000_000).default(2_000)),
+    burstWindowSeconds: setting('RATE_LIMIT_BURST_WINDOW_SECONDS', int(1, 3_600).default(10)),
+  },
   redis: {
     /** `redis://` or `rediss://` URL of a standalone server (ElastiCache without cluster mode). */
     url: optional('REDIS_URL', Joi.string().uri({ scheme: ['redis', 'rediss'] })),
@@ -150,6 +200,8 @@ const SETTINGS = {
     otlpEndpoint: optional('OTEL_EXPORTER_OTLP_ENDPOINT', Joi.string().uri({ scheme: ['http', 'https'] })),
     /** Share of traces started here that are sampled; callers' sampled flags are honoured (parent-based). */
     sampleRatio: setting('OTEL_TRACES_SAMPLER_ARG', Joi.number().min(0).max(1).default(0.01)),
+    /** Whether a caller's sampled `traceparent` flag decides sampling; off, the internet cannot force 100 %. */
+    trustIncoming: setting('OTEL_TRUST_INCOMING_SAMPLING', flag().default(false)),
     disabled: setting('OTEL_SDK_DISABLED', flag().default(false)),
   },
   /** In-process tier of ready GET-by-id responses in the query function; 0 entries turns it off. */
@@ -186,9 +238,24 @@ export interface TracingConfig {
   /** Undefined turns tracing off. */
   readonly otlpEndpoint: string | undefined;
   readonly sampleRatio: number;
+  readonly trustIncoming: boolean;
 }
 
-export interface ServiceConfig extends Omit<Settings, 'redis' | 'kafka' | 'tracing'> {
+type AuthSettings = Settings['auth'];
+export type AuthConfig =
+  | { readonly mode: 'none' }
+  | (Omit<AuthSettings, 'mode' | 'jwksUrl' | 'issuer' | 'audience' | 'algorithms'> & {
+      readonly mode: 'jwt';
+      readonly jwksUrl: string;
+      readonly issuer: string;
+      readonly audience: string;
+      readonly algorithms: readonly TokenAlgorithmName[];
+    });
+export type RateLimitConfig = Settings['rateLimit'];
+
+export interface ServiceConfig extends Omit<Settings, 'redis' | 'kafka' | 'tracing' | 'auth' | 'cursorSecret'> {
+  readonly auth: AuthConfig;
+  readonly cursorSecret: string;
   /** Undefined when neither REDIS_URL nor REDIS_CLUSTER_NODES is set: reads then go straight to PostgreSQL. */
   readonly redis: RedisConfig | undefined;
   /** Undefined without KAFKA_BROKERS: events wait in the outbox until a relay with Kafka runs. */
@@ -225,8 +292,16 @@ const envSchema = Joi.object(
 /** Every variable the service reads, for documentation and checks (the names are declared in `SETTINGS` only). */
 export const CONFIG_VARIABLES: readonly string[] = [...settingsOf(SETTINGS as unknown as Tree)].map((s) => s.variable);
 
+export interface LoadOptions {
+  /**
+   * Whether the process serves the API (ingest, query: the default). One that does not (migrate, relay) needs no
+   * token issuer and no cursor secret, and gets `auth: { mode: 'none' }`.
+   */
+  readonly servesApi?: boolean;
+}
+
 /** Parses and validates the environment; throws a `ConfigError` naming every bad variable. */
-export function loadConfig(env: Env): ServiceConfig {
+export function loadConfig(env: Env, { servesApi = true }: LoadOptions = {}): ServiceConfig {
   // Empty strings count as unset: `FOO= npm start` should mean "default", not "invalid".
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
   const { error, value } = envSchema.validate(present, {
@@ -246,11 +321,42 @@ export function loadConfig(env: Env): ServiceConfig {
       `${SETTINGS.storage.retentionDays.variable} (${retention}) must exceed ${SETTINGS.records.maxPastMs.variable} (${pastDays}), or writes would land in dropped partitions`,
     );
   }
+  const { auth } = settings;
+  const missing = [
+    auth.jwksUrl === undefined && 'AUTH_JWKS_URL',
+    auth.issuer === undefined && 'AUTH_ISSUER',
+    auth.audience === undefined && 'AUTH_AUDIENCE',
+  ].filter((name): name is string => typeof name === 'string');
+  if (servesApi && auth.mode === 'jwt' && missing.length > 0) {
+    problems.push(
+      `AUTH_MODE is jwt (the default) but ${missing.join(', ')} ${missing.length > 1 ? 'are' : 'is'} not set: configure the token issuer, or set AUTH_MODE=none to serve without authentication`,
+    );
+  }
+  if (settings.rateLimit.burst > 0 && settings.rateLimit.burst < settings.rateLimit.perSecond) {
+    problems.push('RATE_LIMIT_BURST must be at least RATE_LIMIT_PER_SECOND (or 0 for no burst)');
+  }
+  // No built-in secret: in a cluster every query pod must share one, or cursors fail across pods.
+  if (servesApi && settings.cursorSecret === undefined && present.K_SERVICE !== undefined) {
+    problems.push('CURSOR_SECRET is required in a cluster (K_SERVICE is set): every query pod must share it');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const { saslMechanism, saslUsername, saslPassword, ...kafka } = settings.kafka;
   const { disabled, ...tracing } = settings.tracing;
+  const { mode, jwksUrl, issuer, audience, algorithms, ...verification } = auth;
   return deepFreeze({
     ...settings,
+    cursorSecret: settings.cursorSecret ?? randomBytes(32).toString('base64url'),
+    auth:
+      mode === 'none' || !servesApi
+        ? { mode: 'none' }
+        : {
+            mode,
+            jwksUrl: jwksUrl ?? '',
+            issuer: issuer ?? '',
+            audience: audience ?? '',
+            algorithms: algorithms as readonly TokenAlgorithmName[],
+            ...verification,
+          },
     redis: settings.redis.url === undefined && settings.redis.clusterNodes.length === 0 ? undefined : settings.redis,
     kafka:
       kafka.brokers.length === 0

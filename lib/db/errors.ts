@@ -1,4 +1,4 @@
-import { DependencyUnavailableError, isAppError } from '#lib/errors';
+import { DependencyUnavailableError, IdConflictError, isAppError } from '#lib/errors';
 import { SpanKind, withSpan } from '#lib/observability';
 
 // SQLSTATE classes and codes that mean "the database cannot serve right now", not "this request is wrong".
@@ -21,6 +21,11 @@ const NETWORK_CODES = new Set([
 export function toDatabaseError(error: unknown): unknown {
   if (isAppError(error) || !(error instanceof Error)) return error;
   const code = (error as { code?: unknown }).code;
+  // Raised by ds_insert_records (migration 0006) with the conflicting ids as its DETAIL.
+  if (code === 'DS409') {
+    const detail = (error as { detail?: unknown }).detail;
+    return new IdConflictError(typeof detail === 'string' ? detail.split(',') : []);
+  }
   const transient =
     error.name === 'KnexTimeoutError' ||
     (typeof code === 'string' &&

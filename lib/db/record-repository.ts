@@ -26,31 +26,14 @@ const RECORD_JSON = 'ds_record_json(r.id, r.source, r.type, r."timestamp", r.pay
 // The batch travels as one JSON text parameter, assembled below without escaping anything: each payload is the
 // text the validator produced, and every other field is a UUID, a validated name, an RFC 3339 instant or a
 // traceparent. (Six text arrays cost node-pg a character-by-character escape of every payload.)
-// One statement claims the ids in the registry, inserts only the rows whose claim succeeded, and writes one outbox
-// event per inserted record: two writers of the same id serialise on the registry's unique index (the loser sees
-// `duplicate`, never an error), and no record commits without its event. Claims are taken in id order so that
-// overlapping batches cannot deadlock.
-const INSERT_SQL = `
-  WITH input AS (
-    SELECT * FROM json_to_recordset(?::json)
-      AS t(id uuid, source text, type text, "timestamp" timestamptz, payload jsonb, trace text)
-  ), claimed AS (
-    INSERT INTO record_ids (id, "timestamp")
-    SELECT id, "timestamp" FROM input ORDER BY id
-    ON CONFLICT (id) DO NOTHING
-    RETURNING id
-  ), inserted AS (
-    INSERT INTO records AS r (id, source, type, "timestamp", payload)
-    SELECT i.id, i.source, i.type, i."timestamp", i.payload FROM input i JOIN claimed c USING (id)
-    RETURNING r.id, ${RECORD_JSON} AS json
-  ), announced AS (
-    INSERT INTO outbox (record_id, event, trace)
-    SELECT n.id, ds_record_event_json(n.json), i.trace FROM inserted n JOIN input i USING (id)
-  )
-  SELECT id FROM inserted`;
+// ds_insert_records (migrations 0004–0006) claims the ids in the registry, inserts only the rows whose claim
+// succeeded, and writes one outbox event per inserted record, in one statement: two writers of the same id
+// serialise on the registry's unique index (the loser sees `duplicate`, or `id-conflict` for other content), and
+// no record commits without its event. Claims are taken in id order so that overlapping batches cannot deadlock.
+const INSERT_SQL = 'SELECT ds_insert_records(?::json) AS id';
 
-// By id in one round trip: the registry, then exactly one partition, inside PostgreSQL (migration 0005).
-const FIND_BY_ID_SQL = 'SELECT ds_find_record($1) AS json';
+// By id in one round trip: the registry, then exactly one partition, inside PostgreSQL (migrations 0005, 0006).
+const FIND_BY_ID_SQL = 'SELECT record_source AS source, record_json AS json FROM ds_find_record_source($1)';
 
 /** PostgreSQL implementation of the domain's `RecordWriter`. */
 export function createRecordWriter({ db, idempotencyTtlHours, onCommitted }: RecordRepositoryOptions): RecordWriter {
@@ -63,7 +46,7 @@ export function createRecordWriter({ db, idempotencyTtlHours, onCommitted }: Rec
     `[${records
       .map(
         (r) =>
-          `{"id":"${r.id}","source":${JSON.stringify(r.source)},"type":${JSON.stringify(r.type)},"timestamp":"${r.timestamp}","payload":${r.payloadJson},"trace":${r.traceContext === undefined ? 'null' : JSON.stringify(r.traceContext)}}`,
+          `{"id":"${r.id}","source":${JSON.stringify(r.source)},"type":${JSON.stringify(r.type)},"timestamp":"${r.timestamp}","payload":${r.payloadJson},"trace":${r.traceContext === undefined ? 'null' : JSON.stringify(r.traceContext)},"keyed":${r.idGiven !== false},"stamped":${r.timestampGiven !== false}}`,
       )
       .join(',')}]`,
   ];
@@ -121,10 +104,15 @@ export function createRecordWriter({ db, idempotencyTtlHours, onCommitted }: Rec
 export function createRecordReader(db: Knex): RecordReader {
   const statements = createPreparedStatements(db);
   return {
-    findJsonById: (id) =>
+    findById: (id) =>
       guardDatabase(async () => {
-        const found = await statements.run<{ json: string | null }>('record-by-id', FIND_BY_ID_SQL, [id]);
-        return found.rows[0]?.json ?? undefined;
+        const found = await statements.run<{ source: string | null; json: string | null }>(
+          'record-by-id-with-source',
+          FIND_BY_ID_SQL,
+          [id],
+        );
+        const row = found.rows[0];
+        return row?.json == null || row.source === null ? undefined : { json: row.json, source: row.source };
       }, 'select record'),
 
     list: (query) =>

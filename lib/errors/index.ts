@@ -22,6 +22,10 @@ export type ErrorCode =
   | 'invalid-cursor'
   | 'invalid-header'
   | 'not-found'
+  | 'unauthorized'
+  | 'forbidden'
+  | 'id-conflict'
+  | 'rate-limited'
   | 'route-not-found'
   | 'method-not-allowed'
   | 'idempotency-key-reused'
@@ -37,6 +41,8 @@ export interface AppErrorOptions {
   readonly retryAfterSeconds?: number;
   /** Extra members for the problem body or response headers, e.g. the allowed methods of a 405. */
   readonly allow?: readonly string[];
+  /** Response headers this answer needs (`WWW-Authenticate` of a 401/403, the `RateLimit` fields of a 429). */
+  readonly headers?: Readonly<Record<string, string>>;
   readonly cause?: unknown;
 }
 
@@ -46,6 +52,7 @@ export class AppError extends Error {
   readonly issues: readonly FieldIssue[];
   readonly retryAfterSeconds: number | undefined;
   readonly allow: readonly string[] | undefined;
+  readonly headers: Readonly<Record<string, string>> | undefined;
 
   constructor(code: ErrorCode, detail: string, options: AppErrorOptions = {}) {
     super(detail, options.cause === undefined ? undefined : { cause: options.cause });
@@ -54,6 +61,7 @@ export class AppError extends Error {
     this.issues = options.issues ?? [];
     this.retryAfterSeconds = options.retryAfterSeconds;
     this.allow = options.allow;
+    this.headers = options.headers;
   }
 }
 
@@ -81,6 +89,21 @@ export class DependencyUnavailableError extends AppError {
     super('dependency-unavailable', `The ${dependency} is unavailable; retry later.`, { cause, retryAfterSeconds });
     this.name = 'DependencyUnavailableError';
     this.dependency = dependency;
+  }
+}
+
+/** Ids already stored with other content (the database compares content digests); nothing of the write is stored. */
+export class IdConflictError extends AppError {
+  readonly ids: readonly string[];
+
+  constructor(ids: readonly string[], issues: readonly FieldIssue[] = []) {
+    super(
+      'id-conflict',
+      `The id ${ids[0]}${ids.length > 1 ? ` (and ${ids.length - 1} more)` : ''} is already stored with other content; nothing was stored. Send new content with a new id.`,
+      { issues },
+    );
+    this.name = 'IdConflictError';
+    this.ids = ids;
   }
 }
 

@@ -23,6 +23,10 @@ const KINDS: Readonly<Record<ErrorCode, ProblemKind>> = {
   'invalid-header': { status: 400, title: 'Invalid header' },
   'route-not-found': { status: 404, title: 'Not found' },
   'not-found': { status: 404, title: 'Record not found' },
+  unauthorized: { status: 401, title: 'Unauthorized' },
+  forbidden: { status: 403, title: 'Forbidden' },
+  'id-conflict': { status: 409, title: 'Id already used for other content' },
+  'rate-limited': { status: 429, title: 'Too many requests' },
   'method-not-allowed': { status: 405, title: 'Method not allowed' },
   'idempotency-in-flight': { status: 409, title: 'Request with this Idempotency-Key in flight' },
   'payload-too-large': { status: 413, title: 'Payload too large' },
@@ -81,6 +85,9 @@ export function problemResponse(
   const headers: Record<string, string> = { 'content-type': PROBLEM_CONTENT_TYPE, 'cache-control': 'no-store' };
   if (appError.retryAfterSeconds !== undefined) headers['retry-after'] = String(appError.retryAfterSeconds);
   if (appError.allow !== undefined) headers.allow = appError.allow.join(', ');
+  // RFC 6750 §3.1: a token without the needed grant is refused with the insufficient_scope challenge.
+  if (appError.code === 'forbidden') headers['www-authenticate'] = 'Bearer error="insufficient_scope"';
+  if (appError.headers !== undefined) Object.assign(headers, appError.headers);
   return { statusCode: status, headers, body: JSON.stringify(body) };
 }
 

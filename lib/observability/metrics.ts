@@ -9,6 +9,8 @@ export interface Metrics {
   /** Registers the outbox backlog, read (and cached) at scrape time. */
   outbox(read: () => Promise<{ rows: number; oldestAgeMs: number }>): void;
   relay(read: () => { published: number; errors: number }): void;
+  /** Registers the access gate's count of requests refused by the per-caller rate limit. */
+  rateLimited(read: () => number): void;
   /** Records one finished HTTP request (route is a template: bounded cardinality). */
   observeRequest(sample: { route: string; method: string; status: number; durationSeconds: number }): void;
   /** Registers a connection pool read at scrape time. */
@@ -185,6 +187,17 @@ export function createMetrics(labels: { service: string; revision: string }): Me
         collect() {
           this.reset();
           this.inc(read().errors);
+        },
+      });
+    },
+    rateLimited(read) {
+      new Counter({
+        name: `${PREFIX}rate_limited_requests_total`,
+        help: 'Requests refused with 429 because their caller exceeded its rate limit.',
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc(read());
         },
       });
     },

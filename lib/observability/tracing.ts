@@ -14,6 +14,7 @@ import {
   type Span,
   SpanKind,
   SpanStatusCode,
+  TraceFlags,
   trace,
 } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
@@ -37,6 +38,11 @@ export interface TracingOptions {
   readonly revision: string;
   /** Probability that a trace started here is sampled; a caller's sampled flag wins (parent-based). */
   readonly sampleRatio: number;
+  /**
+   * Whether a caller's sampled flag decides (parent-based). Off (the default), a caller's traceparent still names
+   * the trace joined, but this service samples at its own ratio: the internet cannot make it trace everything.
+   */
+  readonly trustIncoming?: boolean;
   /** OTLP/HTTP endpoint (Jaeger, the OpenTelemetry Collector…), e.g. http://jaeger:4318. */
   readonly otlpEndpoint?: string;
   /** Replaces the OTLP exporter (tests use an in-memory one; spans are then exported synchronously). */
@@ -49,6 +55,7 @@ export interface Tracing {
 
 let enabled = false;
 let sampleRatio = 0;
+let trustIncoming = false;
 const TRACER = 'data-service';
 
 /** Installs the tracer provider, context manager and W3C propagator; without an exporter tracing stays off. */
@@ -70,6 +77,7 @@ export function startTracing(options: TracingOptions): Tracing {
   trace.setGlobalTracerProvider(provider);
   enabled = true;
   sampleRatio = options.sampleRatio;
+  trustIncoming = options.trustIncoming ?? false;
   return {
     async shutdown() {
       enabled = false;
@@ -105,15 +113,23 @@ export async function withSpan<T>(
 }
 
 /**
- * The trace a request joins: the caller's `traceparent` (its sampled flag decides), or a new trace for a share
- * `sampleRatio` of the others; undefined means "not traced", and such a request costs no span and no context.
+ * The trace a request joins: the caller's `traceparent` or a new trace, for a share `sampleRatio` of requests
+ * (with `trustIncoming`, the caller's sampled flag decides instead); undefined means "not traced", and such a
+ * request costs no span and no context.
  */
 export function requestTraceContext(
   headers: Readonly<Record<string, string | string[] | undefined>>,
 ): Context | undefined {
   if (!enabled) return undefined;
-  if (headers.traceparent !== undefined) return propagation.extract(ROOT_CONTEXT, headers);
-  return Math.random() < sampleRatio ? ROOT_CONTEXT : undefined;
+  if (headers.traceparent !== undefined && trustIncoming) return propagation.extract(ROOT_CONTEXT, headers);
+  if (Math.random() >= sampleRatio) return undefined;
+  if (headers.traceparent === undefined) return ROOT_CONTEXT;
+  const extracted = propagation.extract(ROOT_CONTEXT, headers);
+  const parent = trace.getSpanContext(extracted);
+  // Sampled by our own choice: the caller's flag (perhaps 00) must not make the parent-based sampler drop it.
+  return parent === undefined
+    ? ROOT_CONTEXT
+    : trace.setSpanContext(extracted, { ...parent, traceFlags: TraceFlags.SAMPLED });
 }
 
 /** Runs `work` in a server span under `parent` (from `requestTraceContext`), or plainly when undefined. */

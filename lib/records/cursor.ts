@@ -1,7 +1,7 @@
 /**
- * Opaque keyset cursors. A cursor names the last row of a page and the filters it was issued for, authenticated
- * with an HMAC so that a cursor altered by a client, or replayed with other filters, is refused with a 400
- * instead of silently paging through something else.
+ * Opaque keyset cursors. A cursor names the last row of a page, the filters and the caller it was issued for,
+ * authenticated with an HMAC so that a cursor altered by a client, replayed with other filters or by another
+ * caller, is refused with a 400 instead of silently paging through something else.
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { AppError } from '#lib/errors';
@@ -14,9 +14,10 @@ const MAC_BYTES = 12;
 const MAX_CURSOR_LENGTH = 512;
 
 export interface CursorCodec {
-  encode(position: KeysetPosition, filter: ListFilter): string;
-  /** Throws an `invalid-cursor` AppError for anything this codec did not issue for the same filter. */
-  decode(cursor: string, filter: ListFilter): KeysetPosition;
+  /** `caller`: the id of the caller it is issued to ('' without authentication). */
+  encode(position: KeysetPosition, filter: ListFilter, caller?: string): string;
+  /** Throws an `invalid-cursor` AppError for anything this codec did not issue for the same filter and caller. */
+  decode(cursor: string, filter: ListFilter, caller?: string): KeysetPosition;
 }
 
 /** Creates a codec keyed by `secret`; every instance of the query function must share it. */
@@ -24,12 +25,14 @@ export function createCursorCodec(secret: string): CursorCodec {
   const mac = (payload: Buffer): Buffer => createHmac('sha256', secret).update(payload).digest().subarray(0, MAC_BYTES);
 
   return {
-    encode(position, filter) {
-      const payload = Buffer.from(JSON.stringify([VERSION, position.timestamp, position.id, filterDigest(filter)]));
+    encode(position, filter, caller = '') {
+      const payload = Buffer.from(
+        JSON.stringify([VERSION, position.timestamp, position.id, filterDigest(filter, caller)]),
+      );
       return Buffer.concat([payload, mac(payload)]).toString('base64url');
     },
 
-    decode(cursor, filter) {
+    decode(cursor, filter, caller = '') {
       if (cursor.length === 0 || cursor.length > MAX_CURSOR_LENGTH || !/^[A-Za-z0-9_-]+$/.test(cursor)) {
         throw invalid('is not a cursor issued by this service');
       }
@@ -47,21 +50,18 @@ export function createCursorCodec(secret: string): CursorCodec {
       const [, timestamp, id, digest] = parsed as [number, unknown, unknown, unknown];
       if (typeof timestamp !== 'string' || parseRfc3339(timestamp) === undefined) throw invalid('is malformed');
       if (typeof id !== 'string' || !isUuid(id)) throw invalid('is malformed');
-      if (digest !== filterDigest(filter)) {
-        throw invalid('belongs to a query with other source, type, from or to parameters');
+      if (digest !== filterDigest(filter, caller)) {
+        throw invalid('belongs to a query with other source, type, from or to parameters, or to another caller');
       }
       return { timestamp, id };
     },
   };
 }
 
-function filterDigest(filter: ListFilter): string {
-  const canonical = JSON.stringify([
-    filter.source ?? null,
-    filter.type ?? null,
-    filter.from ?? null,
-    filter.to ?? null,
-  ]);
+function filterDigest(filter: ListFilter, caller: string): string {
+  const fields = [filter.source ?? null, filter.type ?? null, filter.from ?? null, filter.to ?? null];
+  // Without authentication (caller '') the digest is what it was before cursors named their caller.
+  const canonical = JSON.stringify(caller === '' ? fields : [...fields, caller]);
   return createHash('sha256').update(canonical).digest('base64url').slice(0, 16);
 }
 

@@ -1,11 +1,13 @@
-import { AppError } from '#lib/errors';
-import type { RecordWriter, WriteListener } from './ports.ts';
-import type { RecordValidator } from './schema.ts';
-import type { IngestResult } from './types.ts';
+import { AppError, type FieldIssue, IdConflictError } from '#lib/errors';
+import type { Caller, RecordWriter, WriteListener } from './ports.ts';
+import { isPlainObject, type RecordValidator } from './schema.ts';
+import type { IngestResult, NewRecord } from './types.ts';
 
 export interface IngestRequest {
   /** The parsed JSON body. */
   readonly body: unknown;
+  /** Who writes: every record's source must be writable by it, and its idempotency keys are its own. */
+  readonly caller: Caller;
   readonly idempotency?: { readonly key: string; readonly fingerprint: string };
   /** traceparent of the request, passed on to the records' events. */
   readonly traceContext?: string;
@@ -25,32 +27,75 @@ export interface IngestServiceDeps {
 /** The write side of the domain: validation before anything touches storage, then one atomic write. */
 export function createIngestService({ writer, validator }: IngestServiceDeps): IngestService {
   return {
-    async ingest({ body, idempotency, traceContext }) {
-      const validated = validator.validateIngestBody(body);
-      const records = traceContext === undefined ? validated : validated.map((r) => ({ ...r, traceContext }));
-      if (idempotency === undefined) return { records: await writer.insert(records) };
-      const outcome = await writer.insertIdempotent(records, {
-        ...idempotency,
-        result: (written) => ({ records: written }),
-      });
-      switch (outcome.kind) {
-        case 'committed':
-        case 'replayed':
-          return outcome.result;
-        case 'fingerprint-mismatch':
-          throw new AppError(
-            'idempotency-key-reused',
-            'This Idempotency-Key was already used with a different request body.',
-          );
-        case 'in-flight':
-          throw new AppError(
-            'idempotency-in-flight',
-            'A request with this Idempotency-Key is still being processed; retry after it completes.',
-            { retryAfterSeconds: 1 },
-          );
+    async ingest(request) {
+      const validated = validator.validateIngestBody(request.body);
+      const batch = isPlainObject(request.body) && Array.isArray(request.body.records);
+      refuseUnwritable(validated, request.caller, batch);
+      try {
+        return await store(validated, request);
+      } catch (error) {
+        if (!(error instanceof IdConflictError)) throw error;
+        // The store names the ids; the client is told which of its records they are.
+        const conflicting = new Set(error.ids);
+        const issues = validated.flatMap((record, index) =>
+          conflicting.has(record.id)
+            ? [{ pointer: batch ? `/records/${index}/id` : '/id', detail: 'is already stored with other content' }]
+            : [],
+        );
+        throw new IdConflictError(error.ids, issues);
       }
     },
   };
+
+  async function store(
+    validated: readonly NewRecord[],
+    { caller, idempotency, traceContext }: IngestRequest,
+  ): Promise<IngestResult> {
+    const records = traceContext === undefined ? validated : validated.map((r) => ({ ...r, traceContext }));
+    if (idempotency === undefined) return { records: await writer.insert(records) };
+    const outcome = await writer.insertIdempotent(records, {
+      ...idempotency,
+      // A key is the caller's own: another caller using the same key neither blocks nor replays it.
+      key: caller.id === '' ? idempotency.key : `${caller.id.length}:${caller.id}:${idempotency.key}`,
+      result: (written) => ({ records: written }),
+    });
+    switch (outcome.kind) {
+      case 'committed':
+      case 'replayed':
+        return outcome.result;
+      case 'fingerprint-mismatch':
+        throw new AppError(
+          'idempotency-key-reused',
+          'This Idempotency-Key was already used with a different request body.',
+        );
+      case 'in-flight':
+        throw new AppError(
+          'idempotency-in-flight',
+          'A request with this Idempotency-Key is still being processed; retry after it completes.',
+          { retryAfterSeconds: 1 },
+        );
+    }
+  }
+}
+
+/** A batch is all or nothing: one record of a source the caller may not write refuses the whole request. */
+function refuseUnwritable(records: readonly NewRecord[], caller: Caller, batch: boolean): void {
+  const issues: FieldIssue[] = [];
+  records.forEach((record, index) => {
+    if (!caller.mayWrite(record.source)) {
+      issues.push({
+        pointer: batch ? `/records/${index}/source` : '/source',
+        detail: `this token may not write to ${record.source}`,
+      });
+    }
+  });
+  const first = issues[0];
+  if (first === undefined) return;
+  throw new AppError(
+    'forbidden',
+    `${first.pointer}: ${first.detail}${issues.length > 1 ? ` (and ${issues.length - 1} more)` : ''}; nothing was stored.`,
+    { issues },
+  );
 }
 
 /**

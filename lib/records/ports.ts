@@ -26,8 +26,8 @@ export interface RecordWriter {
 }
 
 export interface RecordReader {
-  /** The record's JSON text exactly as it is served, or undefined. */
-  findJsonById(id: string): Promise<string | undefined>;
+  /** The record's JSON text exactly as it is served, and its source (for access checks), or undefined. */
+  findById(id: string): Promise<{ readonly json: string; readonly source: string } | undefined>;
   /** Newest first on `(timestamp, id)`; at most `limit` rows strictly after `after`. */
   list(query: ListQuery): Promise<readonly ListedRecord[]>;
 }
@@ -36,6 +36,8 @@ export interface RecordReader {
 export interface RecordDocument {
   readonly json: string;
   readonly etag: string;
+  /** The record's source: whoever serves the document checks that the caller may read it. */
+  readonly source: string;
 }
 
 /** Where the query side reads one record from: the cache chain in front of a `RecordReader` (lib/cache). */
@@ -47,6 +49,8 @@ export interface PageKey {
   readonly filter: ListFilter;
   readonly limit: number;
   readonly cursor: string | undefined;
+  /** The caller's id: a page carries a cursor bound to it ('' without authentication). */
+  readonly caller: string;
 }
 
 /** Where the query side reads one page from: the body of a `GET /data` answer and its next cursor. */
@@ -62,6 +66,19 @@ export interface PageDocument {
 /** Told, after a commit and before any client is answered, which records it created (cache invalidation). */
 export interface WriteListener {
   recordsWritten(records: ReadonlyArray<Pick<NewRecord, 'id' | 'source' | 'type'>>): Promise<void>;
+}
+
+/**
+ * Who is asking, as far as the domain cares: an identity for per-caller state (idempotency keys, cursors) and
+ * which sources it may write and read. lib/auth builds it from a verified token.
+ */
+export interface Caller {
+  /** Stable per caller (the token's `sub`); empty for the anonymous caller of a deployment without auth. */
+  readonly id: string;
+  mayWrite(source: string): boolean;
+  mayRead(source: string): boolean;
+  /** Whether it may read every source: only then may it list without naming a `source`. */
+  readonly readsEverySource: boolean;
 }
 
 /** Source of the current time, injected so that tests can pin it. */

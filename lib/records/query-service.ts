@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { AppError, InvalidParameterError } from '#lib/errors';
 import type { CursorCodec } from './cursor.ts';
 import { isUuid } from './ids.ts';
-import type { PageDocument, PageSource, RecordDocument, RecordReader, RecordSource } from './ports.ts';
+import type { Caller, PageDocument, PageSource, RecordDocument, RecordReader, RecordSource } from './ports.ts';
 import { parseListParameters } from './schema.ts';
 import type { ListFilter, ListQuery } from './types.ts';
 
@@ -10,10 +10,19 @@ import type { ListFilter, ListQuery } from './types.ts';
 export type ListParameters = Readonly<Record<string, string | undefined>>;
 
 export interface QueryService {
-  /** The record with this id, ready to send; throws `invalid-parameter` for a malformed id, `not-found` when absent. */
-  getById(id: string): Promise<RecordDocument>;
-  /** One page, newest first, ready to send; `nextCursor` is null on the last page. */
-  list(parameters: ListParameters): Promise<PageDocument & { readonly filter: ListFilter; readonly limit: number }>;
+  /**
+   * The record with this id, ready to send; throws `invalid-parameter` for a malformed id, `not-found` when
+   * absent or of a source `caller` may not read (the two are indistinguishable).
+   */
+  getById(id: string, caller: Caller): Promise<RecordDocument>;
+  /**
+   * One page, newest first, ready to send; `nextCursor` (bound to `caller`) is null on the last page. Throws
+   * `forbidden` for a source `caller` may not read, and for no source unless it may read every source.
+   */
+  list(
+    parameters: ListParameters,
+    caller: Caller,
+  ): Promise<PageDocument & { readonly filter: ListFilter; readonly limit: number }>;
 }
 
 export interface QueryServiceDeps {
@@ -33,8 +42,8 @@ export const etagOf = (json: string): string =>
 export function documentFromStore(reader: RecordReader): RecordSource {
   return {
     async get(id) {
-      const json = await reader.findJsonById(id);
-      return json === undefined ? undefined : { json, etag: etagOf(json) };
+      const found = await reader.findById(id);
+      return found === undefined ? undefined : { ...found, etag: etagOf(found.json) };
     },
   };
 }
@@ -42,7 +51,7 @@ export function documentFromStore(reader: RecordReader): RecordSource {
 /** The read side of the domain: parameter validation, keyset pagination and cursors over the read chains. */
 export function createQueryService({ records, pages, reader, cursors }: QueryServiceDeps): QueryService {
   return {
-    async getById(id) {
+    async getById(id, caller) {
       if (!isUuid(id)) {
         throw new InvalidParameterError(
           [{ pointer: '/id', detail: 'must be a UUID' }],
@@ -51,21 +60,41 @@ export function createQueryService({ records, pages, reader, cursors }: QuerySer
       }
       const normalized = id.toLowerCase();
       const document = await records.get(normalized);
-      if (document === undefined) throw new AppError('not-found', `No record has the id ${normalized}.`);
+      // Checked on what any tier returns, so no cache can hand a record to a caller who may not read it.
+      if (document === undefined || !caller.mayRead(document.source)) {
+        throw new AppError('not-found', `No record has the id ${normalized}.`);
+      }
       return document;
     },
 
-    async list(parameters) {
+    async list(parameters, caller) {
       const { filter, limit, cursor } = parseListParameters(parameters);
-      const after = cursor === undefined ? undefined : cursors.decode(cursor, filter);
+      if (filter.source === undefined ? !caller.readsEverySource : !caller.mayRead(filter.source)) {
+        throw new AppError(
+          'forbidden',
+          filter.source === undefined
+            ? 'Listing without a source needs read access to every source (read:*); name a source you may read.'
+            : `This token may not read the source ${filter.source}.`,
+          {
+            issues: [
+              {
+                pointer: '/source',
+                detail: filter.source === undefined ? 'is required for this token' : 'is not readable with this token',
+              },
+            ],
+          },
+        );
+      }
+      const after = cursor === undefined ? undefined : cursors.decode(cursor, filter, caller.id);
       const query: ListQuery = { ...filter, limit: limit + 1, ...(after && { after }) };
-      const page = await pages.get({ filter, limit, cursor }, async () => {
+      // Pages hold cursors bound to their caller, so each caller has pages of its own.
+      const page = await pages.get({ filter, limit, cursor, caller: caller.id }, async () => {
         const rows = await reader.list(query);
         const shown = rows.slice(0, limit);
         const last = shown.at(-1);
         const nextCursor =
           rows.length > limit && last !== undefined
-            ? cursors.encode({ timestamp: last.timestamp, id: last.id }, filter)
+            ? cursors.encode({ timestamp: last.timestamp, id: last.id }, filter, caller.id)
             : null;
         // The rows are JSON text already: the page is assembled, not serialised.
         const json = `{"records":[${shown.map((row) => row.json).join(',')}],"next_cursor":${JSON.stringify(nextCursor)}}`;

@@ -210,6 +210,8 @@ function toNewRecord(input: RecordInput, payloadJson: string, receivedAt: string
     timestamp: input.timestamp === undefined ? receivedAt : (normalizeRfc3339(input.timestamp) ?? input.timestamp),
     payload: input.payload,
     payloadJson,
+    idGiven: input.id !== undefined,
+    timestampGiven: input.timestamp !== undefined,
   };
 }
 

@@ -14,6 +14,13 @@ export interface NewRecord {
   readonly payloadJson: string;
   /** W3C traceparent of the request that wrote it, carried to its event; never served. */
   readonly traceContext?: string;
+  /**
+   * Whether the client chose the id, and whether it gave the timestamp: a client id names one content (a later
+   * write of it with other content is an `id-conflict`), and a record sent without a timestamp is the same content
+   * when sent again later. Absent means given.
+   */
+  readonly idGiven?: boolean;
+  readonly timestampGiven?: boolean;
 }
 
 /** A record as stored and served (mirrors `storedRecordSchema`): UTC timestamps, `received_at` added by the server. */

@@ -1,11 +1,14 @@
-import { ConfigError, loadConfig, type ServiceConfig } from '#lib/config';
+import { ConfigError, type LoadOptions, loadConfig, type ServiceConfig } from '#lib/config';
 import { createLogging, type Logger, type Logging, startTracing, type Tracing } from '#lib/observability';
 
 /**
  * The first lines of every process entry: parse the environment once, or print every problem and exit
  * non-zero; then a logger configured from it. Unhandled rejections are fatal rather than silently lost.
  */
-export function bootstrap(env: Readonly<Record<string, string | undefined>>): {
+export function bootstrap(
+  env: Readonly<Record<string, string | undefined>>,
+  options: LoadOptions = {},
+): {
   config: ServiceConfig;
   logger: Logger;
   logging: Logging;
@@ -13,7 +16,7 @@ export function bootstrap(env: Readonly<Record<string, string | undefined>>): {
 } {
   let config: ServiceConfig;
   try {
-    config = loadConfig(env);
+    config = loadConfig(env, options);
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     process.stderr.write(`${error.message}\n`);
@@ -38,6 +41,7 @@ export function bootstrap(env: Readonly<Record<string, string | undefined>>): {
     serviceName: config.service,
     revision: config.revision,
     sampleRatio: config.tracing.sampleRatio,
+    trustIncoming: config.tracing.trustIncoming,
     ...(config.tracing.otlpEndpoint !== undefined && { otlpEndpoint: config.tracing.otlpEndpoint }),
   });
   return { config, logger, logging, tracing };

@@ -15,6 +15,8 @@ export interface Exchange {
 
 export const PROBLEM_TYPE_BASE = 'https://data-service.dev/problems/';
 export const IMMUTABLE_CACHE_CONTROL = 'public, max-age=31536000, immutable';
+/** What a record answers with while auth is on: only the caller's own cache may keep it. */
+export const PRIVATE_IMMUTABLE_CACHE_CONTROL = 'private, max-age=31536000, immutable';
 
 /** Lower-cases header names and joins repeated values (k6 gives `Content-Type`, vegeta `{"Content-Type": [...]}`). */
 export function normalizeHeaders(
@@ -130,7 +132,8 @@ export function checkCreated(
 export function checkRecord(record: RecordBody, exchange: Exchange): string[] {
   const failures = jsonFailures(exchange);
   if (!/^"[^"]+"$/.test(exchange.headers.etag ?? '')) failures.push(`etag ${exchange.headers.etag ?? '(none)'}`);
-  if (exchange.headers['cache-control'] !== IMMUTABLE_CACHE_CONTROL) {
+  const cacheControl = exchange.headers['cache-control'];
+  if (cacheControl !== IMMUTABLE_CACHE_CONTROL && cacheControl !== PRIVATE_IMMUTABLE_CACHE_CONTROL) {
     failures.push(`cache-control ${exchange.headers['cache-control'] ?? '(none)'}`);
   }
   const body = parseObject(exchange.body);

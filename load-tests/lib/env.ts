@@ -37,9 +37,11 @@ export interface LoadSettings {
   readonly iterations: number;
   /** TIMEOUT: per-request timeout, seconds. */
   readonly timeoutS: number;
+  /** TOKEN: the bearer token every request carries (`npm run token -- --write '*' --read '*'`); none if unset. */
+  readonly token: string | undefined;
 }
 
-export type SettingsDefaults = Omit<LoadSettings, 'baseUrl' | 'ingestUrl' | 'queryUrl' | 'seed'>;
+export type SettingsDefaults = Omit<LoadSettings, 'baseUrl' | 'ingestUrl' | 'queryUrl' | 'seed' | 'token'>;
 
 /** Defaults shared by every scenario; each scenario overrides some (see scenarios.ts). */
 export const BASE_DEFAULTS: SettingsDefaults = {
@@ -126,7 +128,13 @@ export function parseSettings(env: Env, defaults: SettingsDefaults, now: number 
     payloadBytes: number('PAYLOAD_BYTES', defaults.payloadBytes, 0, 60_000),
     iterations: number('ITERATIONS', defaults.iterations, 1, 1_000_000),
     timeoutS: duration('TIMEOUT', defaults.timeoutS, 600),
+    token: read('TOKEN'),
   };
+  if (settings.token !== undefined && !/^[A-Za-z0-9\-._~+/]+=*$/.test(settings.token)) {
+    problems.push(
+      "TOKEN: must be the bare token (no \"Bearer \", no spaces), e.g. TOKEN=$(npm run -s token -- --write '*' --read '*' | tail -1)",
+    );
+  }
   if (settings.readRatio > 0 && settings.prefill === 0) problems.push('PREFILL=0: reads (READ_RATIO > 0) need records');
   if (read('MAX_VUS') !== undefined && settings.maxVus < settings.vus) {
     problems.push(`MAX_VUS=${settings.maxVus}: must not be below VUS=${settings.vus}`);

@@ -55,6 +55,10 @@ export interface RequestSpec {
   readonly expect: Expectation;
 }
 
+/** The headers `spec` is sent with: its own, and the run's bearer token when TOKEN is set. */
+export const headersOf = (spec: RequestSpec, settings: Pick<LoadSettings, 'token'>): Record<string, string> =>
+  settings.token === undefined ? { ...spec.headers } : { ...spec.headers, authorization: `Bearer ${settings.token}` };
+
 /** Record generator options of a run: its tag (from the seed), sources and payload size from the settings. */
 export function recordOptionsOf(settings: LoadSettings, now: number): RecordOptions {
   return {

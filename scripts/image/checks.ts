@@ -185,6 +185,9 @@ export async function runImageChecks(options: CheckOptions): Promise<ImageReport
   const containers: Container[] = [];
   const hostProcesses: ChildProcess[] = [];
   const envFor = (port: number, service: string): Record<string, string> => ({
+    // The runtime contract is checked here, not access control (the integration tests do that): no issuer.
+    AUTH_MODE: 'none',
+    CURSOR_SECRET: 'image-check-cursor-secret-0123',
     ...settings,
     ...secret,
     PORT: String(port),

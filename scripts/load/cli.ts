@@ -55,7 +55,9 @@ const FLAGS = {
 export const USAGE = `usage: node scripts/load.ts <${LOCAL_RUNS.join('|')}> [--start] [--out DIR] ${Object.keys(FLAGS)
   .map((flag) => `[--${flag} V]`)
   .join(' ')}
-Each flag may instead be given as its environment variable (${Object.values(FLAGS).join(', ')}).`;
+Each flag may instead be given as its environment variable (${Object.values(FLAGS).join(', ')}).
+TOKEN (environment only): the bearer token every request carries, e.g.
+  TOKEN=$(npm run -s token -- --write '*' --read '*' | tail -1) npm run load:smoke`;
 
 /** Parses argv (after `node scripts/load.ts`) and the environment; throws with every problem named. */
 export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliOptions {
@@ -69,7 +71,8 @@ export function parseCli(argv: readonly string[], env: NodeJS.ProcessEnv): CliOp
   if (positionals.length !== 1 || !LOCAL_RUNS.includes(run as LocalRun)) {
     throw new Error(`name one run of ${LOCAL_RUNS.join(', ')}\n${USAGE}`);
   }
-  const merged: Record<string, string | undefined> = {};
+  // The token only from the environment: a flag would leave it in the shell history and `ps`.
+  const merged: Record<string, string | undefined> = { TOKEN: env.TOKEN };
   for (const name of Object.values(FLAGS)) merged[name] = env[name];
   for (const [flag, name] of Object.entries(FLAGS)) {
     const value = (values as Record<string, string | boolean | undefined>)[flag];

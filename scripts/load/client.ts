@@ -3,7 +3,7 @@ import { checkExchange, type Exchange, normalizeHeaders } from '../../load-tests
 import type { LoadSettings } from '../../load-tests/lib/env.ts';
 import { describeMemoryDrift, type ResidentMemory, residentMemory } from '../../load-tests/lib/metrics-text.ts';
 import type { RecordBody } from '../../load-tests/lib/records.ts';
-import { createRequestIds, prefillRequests, type RequestSpec } from '../../load-tests/lib/requests.ts';
+import { createRequestIds, headersOf, prefillRequests, type RequestSpec } from '../../load-tests/lib/requests.ts';
 import { urlOf } from './vegeta.ts';
 
 /** One request; a transport error comes back as status 0 with the error as body. */
@@ -12,7 +12,7 @@ export async function send(spec: RequestSpec, settings: LoadSettings): Promise<E
   try {
     const response = await fetch(urlOf(spec, settings), {
       method: spec.method,
-      headers: spec.headers,
+      headers: headersOf(spec, settings),
       ...(spec.body !== undefined && { body: spec.body }),
       redirect: 'manual',
       signal: AbortSignal.timeout(settings.timeoutS * 1000),

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import type { LoadSettings } from '../../load-tests/lib/env.ts';
 import type { RequestSpec } from '../../load-tests/lib/requests.ts';
-import { functionOf } from '../../load-tests/lib/requests.ts';
+import { functionOf, headersOf } from '../../load-tests/lib/requests.ts';
 import { logger, ROOT, run, runOk } from '../processes.ts';
 
 export const VEGETA_MODULE = 'github.com/tsenart/vegeta/v12@v12.13.0';
@@ -47,8 +47,10 @@ export const target = (method: string, url: string, headers: Record<string, stri
   ...(body !== undefined && { body: Buffer.from(body, 'utf8').toString('base64') }),
 });
 
-export const toTarget = (spec: RequestSpec, settings: Pick<LoadSettings, 'ingestUrl' | 'queryUrl'>): VegetaTarget =>
-  target(spec.method, urlOf(spec, settings), spec.headers, spec.body);
+export const toTarget = (
+  spec: RequestSpec,
+  settings: Pick<LoadSettings, 'ingestUrl' | 'queryUrl' | 'token'>,
+): VegetaTarget => target(spec.method, urlOf(spec, settings), headersOf(spec, settings), spec.body);
 
 /** Writes a targets file, one JSON target a line. */
 export async function writeTargets(path: string, targets: Iterable<VegetaTarget>): Promise<void> {

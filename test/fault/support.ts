@@ -12,6 +12,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import { percentile, run, waitFor } from '../../scripts/processes.ts';
+import { OPEN_BUNDLE_ENV } from '../support/auth.ts';
 import { createTestDatabase, testDatabaseUrl } from '../support/database.ts';
 import {
   bundlePath,
@@ -77,6 +78,7 @@ export async function startBundle(
 ): Promise<Bundle> {
   const port = await freePort();
   const proc = spawnNode(bundlePath(name), {
+    ...OPEN_BUNDLE_ENV,
     PORT: String(port),
     HOST: '127.0.0.1',
     DATABASE_URL: testDatabaseUrl(),

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { getJson, isoAgo, postJson, startTestApp, type TestApp, uniqueSource } from '../support/app.ts';
+import { getJson, isoAgo, postJson, startTestApp, type TestApp, uniqueSource, withToken } from '../support/app.ts';
 
 const MIB = 1024 * 1024;
 const DAY_MS = 86_400_000;
@@ -68,7 +68,7 @@ async function expectNothingStored(source: string): Promise<void> {
 async function postRaw(body: string | Uint8Array, headers: Record<string, string> = {}): Promise<Answer> {
   const response = await fetch(`${app.ingestUrl}/data`, {
     method: 'POST',
-    headers,
+    headers: await withToken(headers),
     body: typeof body === 'string' ? new TextEncoder().encode(body) : body,
   });
   const text = await response.text();

@@ -7,6 +7,7 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { Database } from '#lib/db';
+import { OPEN_BUNDLE_ENV } from '../support/auth.ts';
 import { createTestDatabase, testDatabaseUrl } from '../support/database.ts';
 import {
   bundlePath,
@@ -38,6 +39,7 @@ async function startBundle(name: 'ingest' | 'query'): Promise<Started> {
   const port = await freePort();
   const service = `bundle-test-${name}-${RUN}`;
   const proc = spawnNode(script, {
+    ...OPEN_BUNDLE_ENV,
     PORT: String(port),
     HOST: '127.0.0.1',
     DATABASE_URL: testDatabaseUrl(),

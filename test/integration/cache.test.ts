@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { type AddressInfo, createServer, connect as netConnect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
+import { ANONYMOUS } from '#lib/auth';
 import { createRecordCache, createRedisClient, type RedisRecordCache, redisPages, withRedisRecords } from '#lib/cache';
 import type { RedisConfig } from '#lib/config';
 import { createRecordReader, createRecordWriter, type Database } from '#lib/db';
@@ -30,6 +31,7 @@ import {
   type TestApp,
   testConfig,
   uniqueSource,
+  withToken,
 } from '../support/app.ts';
 import { createTestDatabase } from '../support/database.ts';
 
@@ -141,11 +143,13 @@ describe('with Redis: over HTTP', () => {
       const first = await getJson(`${app.queryUrl}/data/${id}`);
       expect(first.status).toBe(200);
       expect(delta()).toEqual({ hits: 0, misses: 1 });
-      // Stored ready to send: the ETag, then the body exactly as served.
+      // Stored ready to send: the ETag, `{` and the source (checked against the caller's grants), then the body
+      // exactly as served.
       const stored = (await redis.get(recordKey(id))) ?? '';
       const etag = first.headers.get('etag') ?? '';
-      expect(stored.startsWith(etag)).toBe(true);
-      expect(JSON.parse(stored.slice(etag.length))).toEqual(first.json);
+      const head = `${etag}{${first.json.source}\n`;
+      expect(stored.startsWith(head)).toBe(true);
+      expect(JSON.parse(stored.slice(head.length))).toEqual(first.json);
       const ttl = await redis.ttl(recordKey(id));
       expect(ttl).toBeGreaterThan(TEST_CACHE_CONFIG.recordTtlSeconds - 60);
       expect(ttl).toBeLessThanOrEqual(TEST_CACHE_CONFIG.recordTtlSeconds);
@@ -162,7 +166,7 @@ describe('with Redis: over HTTP', () => {
       const first = await getJson(`${app.queryUrl}/data/${id}`);
       // Only a read that comes from the cache can see this edit.
       const edited = JSON.stringify({ ...first.json, payload: { from: 'redis' } });
-      await redis.set(recordKey(id), `"edited"${edited}`, 'KEEPTTL');
+      await redis.set(recordKey(id), `"edited"{${first.json.source}\n${edited}`, 'KEEPTTL');
       const second = await getJson(`${app.queryUrl}/data/${id}`);
       expect(second.json.payload).toEqual({ from: 'redis' });
       expect(second.headers.get('etag')).toBe('"edited"');
@@ -172,9 +176,9 @@ describe('with Redis: over HTTP', () => {
     it('keeps ETag and 304 working from a cached record', async () => {
       const [id = ''] = idsOf((await postJson(app, record(uniqueSource()))).json);
       const delta = deltaOf(cache);
-      const miss = await fetch(`${app.queryUrl}/data/${id}`);
+      const miss = await fetch(`${app.queryUrl}/data/${id}`, { headers: await withToken() });
       const missBody = await miss.text();
-      const hit = await fetch(`${app.queryUrl}/data/${id}`);
+      const hit = await fetch(`${app.queryUrl}/data/${id}`, { headers: await withToken() });
       const hitBody = await hit.text();
       expect(delta()).toEqual({ hits: 1, misses: 1 });
       const etag = miss.headers.get('etag');
@@ -184,7 +188,9 @@ describe('with Redis: over HTTP', () => {
       expect(hit.headers.get('etag')).toBe(etag);
       expect(hit.headers.get('cache-control')).toBe(miss.headers.get('cache-control'));
 
-      const conditional = await fetch(`${app.queryUrl}/data/${id}`, { headers: { 'if-none-match': etag ?? '' } });
+      const conditional = await fetch(`${app.queryUrl}/data/${id}`, {
+        headers: await withToken({ 'if-none-match': etag ?? '' }),
+      });
       expect(conditional.status).toBe(304);
       expect(await conditional.text()).toBe('');
       expect(conditional.headers.get('etag')).toBe(etag);
@@ -325,9 +331,13 @@ describe('with Redis: in process (counting store reads)', () => {
   let reader: RecordReader;
   const reads = { findById: 0, list: 0 };
   let query: QueryService;
-  const ingest = () =>
-    createIngestService({ writer: notifyingWrites(writer, cache), validator: createRecordValidator(TEST_LIMITS) })
-      .ingest;
+  const ingest = () => {
+    const service = createIngestService({
+      writer: notifyingWrites(writer, cache),
+      validator: createRecordValidator(TEST_LIMITS),
+    });
+    return (request: { body: unknown }) => service.ingest({ ...request, caller: ANONYMOUS });
+  };
   /** The query side's chain as functions/query/app.ts assembles it, over `store`. */
   const queryOver = (store: RecordReader) =>
     createQueryService({
@@ -342,9 +352,9 @@ describe('with Redis: in process (counting store reads)', () => {
     writer = createRecordWriter({ db, idempotencyTtlHours: 24 });
     reader = createRecordReader(db);
     const counting: RecordReader = {
-      findJsonById: (id) => {
+      findById: (id) => {
         reads.findById++;
-        return reader.findJsonById(id);
+        return reader.findById(id);
       },
       list: (q) => {
         reads.list++;
@@ -382,11 +392,11 @@ describe('with Redis: in process (counting store reads)', () => {
     ]);
     const id = defined(written).id;
     reads.findById = 0;
-    const results = await Promise.all(Array.from({ length: 20 }, () => query.getById(id)));
+    const results = await Promise.all(Array.from({ length: 20 }, () => query.getById(id, ANONYMOUS)));
     expect(reads.findById).toBe(1);
     for (const result of results) expect(parsed(result.json).id).toBe(id);
 
-    const again = await Promise.all(Array.from({ length: 20 }, () => query.getById(id)));
+    const again = await Promise.all(Array.from({ length: 20 }, () => query.getById(id, ANONYMOUS)));
     expect(reads.findById).toBe(1);
     expect(again).toEqual(results);
   });
@@ -394,7 +404,7 @@ describe('with Redis: in process (counting store reads)', () => {
   it('20 concurrent GETs of one absent id read PostgreSQL once', async () => {
     const id = randomUUID();
     reads.findById = 0;
-    const settled = await Promise.allSettled(Array.from({ length: 20 }, () => query.getById(id)));
+    const settled = await Promise.allSettled(Array.from({ length: 20 }, () => query.getById(id, ANONYMOUS)));
     expect(reads.findById).toBe(1);
     expect(settled.every((s) => s.status === 'rejected' && /No record/.test(String(s.reason)))).toBe(true);
   });
@@ -403,7 +413,7 @@ describe('with Redis: in process (counting store reads)', () => {
     const source = uniqueSource();
     await ingest()({ body: { records: [record(source), record(source)] } });
     reads.list = 0;
-    const pages = await Promise.all(Array.from({ length: 20 }, () => query.list({ source })));
+    const pages = await Promise.all(Array.from({ length: 20 }, () => query.list({ source }, ANONYMOUS)));
     expect(reads.list).toBe(1);
     for (const page of pages) expect(parsed(page.json).records).toHaveLength(2);
   });
@@ -421,8 +431,8 @@ describe('with Redis: in process (counting store reads)', () => {
       let readDone = false;
       const store: RecordReader = {
         ...reader,
-        findJsonById: async (id) => {
-          const found = await reader.findJsonById(id);
+        findById: async (id) => {
+          const found = await reader.findById(id);
           readDone = true;
           await gate;
           return found;
@@ -438,23 +448,23 @@ describe('with Redis: in process (counting store reads)', () => {
     it('a read that starts after the write was acknowledged finds the record (stale negative entry)', async () => {
       const id = randomUUID();
       const slow = gatedQuery();
-      const early = slow.query.getById(id).catch((error: unknown) => error);
+      const early = slow.query.getById(id, ANONYMOUS).catch((error: unknown) => error);
       await waitFor(slow.readDone, 5_000, 'the early read');
       // The write commits and clears the id's cache entry, then the client has its 201.
       await ingest()({ body: record(uniqueSource(), { id }) });
       slow.release();
       await early; // began before the write: either answer is fine
 
-      expect(parsed((await query.getById(id)).json).id).toBe(id);
+      expect(parsed((await query.getById(id, ANONYMOUS)).json).id).toBe(id);
     });
 
     it('a read that starts after the write was acknowledged finds the record (joined stale flight)', async () => {
       const id = randomUUID();
       const slow = gatedQuery();
-      const early = slow.query.getById(id).catch((error: unknown) => error);
+      const early = slow.query.getById(id, ANONYMOUS).catch((error: unknown) => error);
       await waitFor(slow.readDone, 5_000, 'the early read');
       await ingest()({ body: record(uniqueSource(), { id }) });
-      const late = slow.query.getById(id); // same process as the early read, started after the 201
+      const late = slow.query.getById(id, ANONYMOUS); // same process as the early read, started after the 201
       slow.release();
       await early;
 
@@ -544,10 +554,12 @@ describe('with Redis unreachable', () => {
 
   it('keeps 304 working without Redis', async () => {
     const [id = ''] = idsOf((await postJson(app, record(uniqueSource()))).json);
-    const first = await fetch(`${app.queryUrl}/data/${id}`);
+    const first = await fetch(`${app.queryUrl}/data/${id}`, { headers: await withToken() });
     const etag = first.headers.get('etag') ?? '';
     expect(first.status).toBe(200);
-    const conditional = await fetch(`${app.queryUrl}/data/${id}`, { headers: { 'if-none-match': etag } });
+    const conditional = await fetch(`${app.queryUrl}/data/${id}`, {
+      headers: await withToken({ 'if-none-match': etag }),
+    });
     expect(conditional.status).toBe(304);
   });
 });

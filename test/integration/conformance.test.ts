@@ -11,6 +11,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { Database } from '#lib/db';
+import { OPEN_BUNDLE_ENV } from '../support/auth.ts';
 import { createTestDatabase, testDatabaseUrl } from '../support/database.ts';
 import {
   bundlePath,
@@ -71,6 +72,7 @@ async function startAsKnative(name: FunctionName): Promise<Started> {
     KAFKA_BROKERS: process.env.KAFKA_BROKERS,
   };
   const proc = spawnNode(bundlePath(name), {
+    ...OPEN_BUNDLE_ENV,
     ...SETTINGS,
     ...secret,
     PORT: String(port),

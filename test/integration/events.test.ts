@@ -179,15 +179,16 @@ describe('with the relay running', () => {
       'created',
       'created',
     ]);
-    const again = await postJson(app, record(source, { id: known, payload: { other: true } }));
+    const again = await postJson(app, record(source, { id: known }));
     expect(again.json.records).toEqual([{ id: known, status: 'duplicate' }]);
+    expect((await postJson(app, record(source, { id: known, payload: { other: true } }))).status).toBe(409);
 
     // Written after the duplicates: once it is through, so is anything they could have produced.
     const [sentinel = ''] = idsOf((await postJson(app, record(source))).json);
     await waitFor(() => allArrived([known, ...fresh, sentinel]), 10_000, 'the batch events');
     await sleep(SETTLE_MS);
     for (const id of [known, ...fresh, sentinel]) expect(countOf(id)).toBe(1);
-    // The duplicate's different payload never went out.
+    // The refused write's different payload never went out.
     expect(JSON.parse(defined(received.get(known)?.[0]).value).record.payload).toEqual(record(source).payload);
     expect(await outboxHolding(app.db, [known, ...fresh, sentinel])).toEqual({ rows: 0, ids: 0 });
   }, 20_000);

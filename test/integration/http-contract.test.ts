@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createAccessGate } from '#lib/auth';
 import { uncachedPages } from '#lib/cache';
 import { createSilentLogger } from '#lib/observability';
 import {
@@ -18,7 +19,7 @@ import {
 import { createRuntimeServer, type RuntimeServer } from '#lib/runtime';
 import { createIngestHandler } from '../../functions/ingest/handler.ts';
 import { createQueryHandler } from '../../functions/query/handler.ts';
-import { getJson, postJson, startTestApp, TEST_LIMITS, type TestApp, uniqueSource } from '../support/app.ts';
+import { getJson, postJson, startTestApp, TEST_LIMITS, type TestApp, uniqueSource, withToken } from '../support/app.ts';
 
 const PROBLEMS = 'https://data-service.dev/problems/';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -38,7 +39,8 @@ interface Answer {
 }
 
 async function call(url: string, init: RequestInit = {}): Promise<Answer> {
-  const response = await fetch(url, init);
+  const headers = await withToken(Object.fromEntries(new Headers(init.headers).entries()));
+  const response = await fetch(url, { ...init, headers });
   return { status: response.status, headers: response.headers, text: await response.text() };
 }
 
@@ -276,7 +278,7 @@ describe('5xx bodies', () => {
     insertIdempotent: async () => {
       throw new TypeError(SECRET);
     },
-    findJsonById: async () => {
+    findById: async () => {
       throw Object.assign(new Error(SECRET), { code: 'XX000', detail: SECRET });
     },
     list: async () => {
@@ -300,6 +302,7 @@ describe('5xx bodies', () => {
         ingest: createIngestService({ writer: failing, validator: createRecordValidator(TEST_LIMITS) }),
         logger,
         openApi: {},
+        gate: createAccessGate(undefined, undefined),
       }),
     });
     const query = createRuntimeServer({
@@ -314,6 +317,7 @@ describe('5xx bodies', () => {
         }),
         logger,
         openApi: {},
+        gate: createAccessGate(undefined, undefined),
       }),
     });
     broken = {

@@ -45,20 +45,85 @@ describe('POST /data', () => {
     expect(at).toBeLessThanOrEqual(Date.now() + 5);
   });
 
-  it('answers duplicate, not an error, for a client-supplied id already stored, and keeps the first version', async () => {
+  it('answers duplicate for a client id stored with the same content: key order, spacing and offsets aside', async () => {
+    const id = randomUUID();
+    const source = uniqueSource();
+    const first = { id, source, type: 'reading', timestamp: '2026-01-01T12:00:00+01:00', payload: { a: 1, b: [1, 2] } };
+    expect((await postJson(app, { ...first, timestamp: isoAgo(60_000) })).json.records).toEqual([
+      { id, status: 'created' },
+    ]);
+    const stored = await getJson(`${app.queryUrl}/data/${id}`);
+    const same = { id, source, type: 'reading', timestamp: stored.json.timestamp, payload: { b: [1, 2], a: 1 } };
+    const again = await postJson(app, JSON.stringify(same, null, 2));
+    expect(again.status).toBe(201);
+    expect(again.json.records).toEqual([{ id, status: 'duplicate' }]);
+    // The same instant written with another offset is the same content.
+    const at = new Date(String(stored.json.timestamp));
+    const shifted = new Date(at.getTime() + 2 * 3_600_000).toISOString().replace('Z', '+02:00');
+    expect((await postJson(app, { ...same, timestamp: shifted })).json.records).toEqual([{ id, status: 'duplicate' }]);
+  });
+
+  it('answers duplicate for a client id sent again without a timestamp, though the receipt time differs', async () => {
+    const id = randomUUID();
+    const body = record(uniqueSource(), { id });
+    expect((await postJson(app, body)).json.records).toEqual([{ id, status: 'created' }]);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    expect((await postJson(app, body)).json.records).toEqual([{ id, status: 'duplicate' }]);
+  });
+
+  it('answers 409 id-conflict for a client id stored with other content, and keeps the first version', async () => {
     const id = randomUUID();
     const source = uniqueSource();
     expect((await postJson(app, record(source, { id }))).json.records).toEqual([{ id, status: 'created' }]);
-    const again = await postJson(app, record(source, { id, payload: { other: 1 } }));
-    expect(again.status).toBe(201);
-    expect(again.json.records).toEqual([{ id, status: 'duplicate' }]);
+    for (const other of [
+      record(source, { id, payload: { other: 1 } }),
+      record(source, { id, type: 'other-type' }),
+      record(uniqueSource(), { id }),
+      record(source, { id, timestamp: isoAgo(1_000) }),
+    ]) {
+      const again = await postJson(app, other);
+      expect(again.status).toBe(409);
+      expect(again.json).toMatchObject({
+        type: 'https://data-service.dev/problems/id-conflict',
+        errors: [{ pointer: '/id', detail: 'is already stored with other content' }],
+      });
+      expect(String(again.json.detail)).toContain(id);
+    }
     expect((await getJson(`${app.queryUrl}/data/${id}`)).json.payload).toEqual(record(source).payload);
+  });
+
+  it('refuses a whole batch with 409 when one record reuses an id for other content, storing nothing', async () => {
+    const source = uniqueSource();
+    const known = randomUUID();
+    await postJson(app, record(source, { id: known }));
+    const fresh = [randomUUID(), randomUUID()];
+    const posted = await postJson(app, {
+      records: [
+        record(source, { id: fresh[0] }),
+        record(source, { id: known, payload: { x: 2 } }),
+        record(source, { id: fresh[1] }),
+      ],
+    });
+    expect(posted.status).toBe(409);
+    expect(posted.json.errors).toEqual([{ pointer: '/records/1/id', detail: 'is already stored with other content' }]);
+    for (const id of fresh) expect((await getJson(`${app.queryUrl}/data/${id}`)).status).toBe(404);
+  });
+
+  it('gives exactly one created to concurrent writers of one id with different contents, 409 to the others', async () => {
+    const id = randomUUID();
+    const source = uniqueSource();
+    const answers = await Promise.all(
+      Array.from({ length: 8 }, (_, n) => postJson(app, record(source, { id, payload: { writer: n } }))),
+    );
+    expect(answers.filter((a) => a.status === 201 && a.json.records)).toHaveLength(1);
+    expect(answers.filter((a) => a.status === 409)).toHaveLength(7);
   });
 
   it('treats an upper-case client id as the same UUID', async () => {
     const id = randomUUID();
-    await postJson(app, record(uniqueSource(), { id }));
-    const again = await postJson(app, record(uniqueSource(), { id: id.toUpperCase() }));
+    const body = record(uniqueSource(), { id });
+    await postJson(app, body);
+    const again = await postJson(app, { ...body, id: id.toUpperCase() });
     expect(again.json.records).toEqual([{ id, status: 'duplicate' }]);
   });
 
@@ -143,16 +208,18 @@ describe('Idempotency-Key', () => {
 
   it('answers 409 with Retry-After while a request with the key is in flight', async () => {
     const key = randomUUID();
-    // Hold the key's lock from another session, exactly as an in-flight request's transaction does.
+    // Hold the key's lock from another session, exactly as an in-flight request's transaction does. Keys are
+    // per caller: the test token's subject is test-caller.
+    const lock = `idempotency:11:test-caller:${key}`;
     const connection = await app.db.client.acquireConnection();
     try {
-      await connection.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [`idempotency:${key}`]);
+      await connection.query('SELECT pg_advisory_lock(hashtextextended($1, 0))', [lock]);
       const source = uniqueSource();
       const blocked = await postJson(app, record(source), { 'idempotency-key': key });
       expect(blocked.status).toBe(409);
       expect(blocked.headers.get('retry-after')).toBe('1');
       expect((await getJson(`${app.queryUrl}/data?source=${source}`)).json.records).toEqual([]);
-      await connection.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [`idempotency:${key}`]);
+      await connection.query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [lock]);
       expect((await postJson(app, record(source), { 'idempotency-key': key })).status).toBe(201);
     } finally {
       await app.db.client.releaseConnection(connection);

@@ -4,19 +4,22 @@
  * vegeta burst of the mixed stream, every response checked) aimed at them. Zero contract failures allowed.
  * Needs `node esbuild.config.mjs`; installs vegeta into .cache/bin on first use (go install).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { issuerEnv, type TestIssuer, testIssuer } from '../support/auth.ts';
 import { testDatabaseUrl } from '../support/database.ts';
 import { bundlePath, freePort, ROOT, type SpawnedProcess, spawnNode, waitForReady } from '../support/processes.ts';
 
 const spawned: SpawnedProcess[] = [];
 const outDir = mkdtempSync(join(tmpdir(), 'load-smoke-'));
 
-async function startBundle(name: 'ingest' | 'query'): Promise<string> {
+async function startBundle(name: 'ingest' | 'query', issuer: TestIssuer): Promise<string> {
   const port = await freePort();
+  // With access control on, as deployed: the runner sends TOKEN on every request.
   const proc = spawnNode(bundlePath(name), {
+    ...issuerEnv(issuer),
     PORT: String(port),
     HOST: '127.0.0.1',
     DATABASE_URL: testDatabaseUrl(),
@@ -37,9 +40,12 @@ const goEnv = Object.fromEntries(
 describe('load:smoke against the bundles', () => {
   let ingestUrl: string;
   let queryUrl: string;
+  let token: string;
 
   beforeAll(async () => {
-    [ingestUrl, queryUrl] = await Promise.all([startBundle('ingest'), startBundle('query')]);
+    const issuer = await testIssuer();
+    token = await issuer.allAccess('load-smoke');
+    [ingestUrl, queryUrl] = await Promise.all([startBundle('ingest', issuer), startBundle('query', issuer)]);
   }, 30_000);
 
   afterAll(async () => {
@@ -48,7 +54,7 @@ describe('load:smoke against the bundles', () => {
   });
 
   it('keeps the contract on every response', async () => {
-    const runner = spawnNode(join(ROOT, 'scripts', 'load.ts'), { ...goEnv }, [
+    const runner = spawnNode(join(ROOT, 'scripts', 'load.ts'), { ...goEnv, TOKEN: token }, [
       'smoke',
       '--ingest-url',
       ingestUrl,
@@ -60,7 +66,9 @@ describe('load:smoke against the bundles', () => {
     spawned.push(runner);
     // A few seconds once vegeta is in .cache/bin; building it the first time takes longer.
     const exit = await runner.waitForExit(240_000);
-    const summary = JSON.parse(readFileSync(join(outDir, 'summary.json'), 'utf8'));
+    const summaryFile = join(outDir, 'summary.json');
+    if (!existsSync(summaryFile)) throw new Error(`no summary (exit ${exit.code}):\n${runner.stderr()}${runner.stdout()}`);
+    const summary = JSON.parse(readFileSync(summaryFile, 'utf8'));
     expect({
       code: exit.code,
       failures: summary.contract.examples,

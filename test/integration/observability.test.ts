@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
+import { OPEN_BUNDLE_ENV } from '../support/auth.ts';
 import { documentedMetrics, type MetricType, parseTypes } from '../support/observability-files.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
 import {
@@ -93,6 +94,7 @@ const bundle = (name: Started['name']): Started => {
 async function startBundle(name: Started['name'], env: Record<string, string>): Promise<Started> {
   const port = await freePort();
   const proc = spawnNode(bundlePath(name), {
+    ...OPEN_BUNDLE_ENV,
     PORT: String(port),
     HOST: '127.0.0.1',
     DATABASE_URL: database.url,

@@ -64,8 +64,8 @@ describe('partition maintenance', () => {
     const store = createRecordWriter({ db, idempotencyTtlHours: 24 });
     const reader = createRecordReader(db);
     const idOf = async (id: string) => {
-      const json = await reader.findJsonById(id);
-      return json === undefined ? undefined : (JSON.parse(json) as { id: string }).id;
+      const found = await reader.findById(id);
+      return found === undefined ? undefined : (JSON.parse(found.json) as { id: string }).id;
     };
     const old = { id: randomUUID(), at: new Date(now - 35 * DAY).toISOString() };
     const recent = { id: randomUUID(), at: new Date(now - 2 * DAY).toISOString() };

@@ -4,7 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { getJson, isoAgo, postJson, startTestApp, type TestApp, uniqueSource } from '../support/app.ts';
+import { getJson, isoAgo, postJson, startTestApp, type TestApp, uniqueSource, withToken } from '../support/app.ts';
 
 let app: TestApp;
 beforeAll(async () => {
@@ -108,7 +108,7 @@ describe('GET /data/{id}', () => {
     const [stored] = await store([record(uniqueSource())]);
     const url = `${app.queryUrl}/data/${stored?.id}`;
     const etag = (await getJson(url)).headers.get('etag') ?? '';
-    const response = await fetch(url, { headers: { 'if-none-match': ifNoneMatch(etag) } });
+    const response = await fetch(url, { headers: await withToken({ 'if-none-match': ifNoneMatch(etag) }) });
     expect(response.status).toBe(304);
     expect(response.headers.get('etag')).toBe(etag);
     expect(response.headers.get('cache-control')).toContain('immutable');

@@ -163,7 +163,8 @@ describe('body cap', () => {
   let app: TestApp;
   let port: number;
   beforeAll(async () => {
-    app = await startTestApp({ bodyLimitBytes: LIMIT });
+    // The edge is under test here, not access control.
+    app = await startTestApp({ bodyLimitBytes: LIMIT, auth: false });
     port = Number(new URL(app.ingestUrl).port);
   });
   afterAll(async () => {
@@ -386,7 +387,7 @@ describe('probes', () => {
 
 describe('keep-alive', () => {
   it('defaults above queue-proxy 90 s and advertises Keep-Alive: timeout=95', async () => {
-    const config = loadConfig({ DATABASE_URL: 'postgres://user@127.0.0.1:5432/any_test' });
+    const config = loadConfig({ DATABASE_URL: 'postgres://user@127.0.0.1:5432/any_test', AUTH_MODE: 'none' });
     expect(config.http.keepAliveTimeoutMs).toBe(95_000);
     const { runtime, port } = await startRuntime(okHandler, { keepAliveTimeoutMs: config.http.keepAliveTimeoutMs });
     expect(runtime.server.keepAliveTimeout).toBeGreaterThan(90_000);

@@ -39,7 +39,8 @@ let url: string;
 const exporter = new InMemorySpanExporter();
 
 beforeAll(async () => {
-  tracing = startTracing({ serviceName: 'ingest', revision: 'test', sampleRatio: 0, exporter });
+  // Trusting the caller's sampled flag (OTEL_TRUST_INCOMING_SAMPLING=1); the last test turns it off.
+  tracing = startTracing({ serviceName: 'ingest', revision: 'test', sampleRatio: 0, trustIncoming: true, exporter });
   // Its own database: a relay of another test on the shared one would publish this test's event elsewhere.
   database = await createPrivateDatabase('trace');
   db = createDatabase({
@@ -135,5 +136,22 @@ describe('tracing', () => {
     });
     expect(response.status).toBe(201);
     expect(exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId)).toEqual([]);
+  });
+
+  it('does not let a caller force sampling unless told to trust it (the default)', async () => {
+    await tracing.shutdown();
+    tracing = startTracing({ serviceName: 'ingest', revision: 'test', sampleRatio: 0, exporter });
+    exporter.reset();
+    const traceId = randomBytes(16).toString('hex');
+    const response = await fetch(`${url}/data`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        traceparent: `00-${traceId}-${randomBytes(8).toString('hex')}-01`,
+      },
+      body: JSON.stringify({ source: 'tracing.test', type: 'reading', payload: { n: 3 } }),
+    });
+    expect(response.status).toBe(201);
+    expect(exporter.getFinishedSpans()).toEqual([]);
   });
 });

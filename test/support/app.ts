@@ -20,6 +20,7 @@ import { createSilentLogger } from '#lib/observability';
 import { createRuntimeServer, type RuntimeServer } from '#lib/runtime';
 import { createIngestApp } from '../../functions/ingest/app.ts';
 import { createQueryApp } from '../../functions/query/app.ts';
+import { type TestIssuer, testIssuer } from './auth.ts';
 import { createTestDatabase, testDatabaseUrl } from './database.ts';
 
 export const TEST_LIMITS: RecordLimits = {
@@ -82,6 +83,11 @@ export interface TestAppOptions {
   readonly databaseUrl?: string;
   /** false: no in-process tier of ready responses in query, so every GET by id reaches the cache and store. */
   readonly responseTier?: boolean;
+  /**
+   * Bearer tokens of the test issuer (test/support/auth.ts), as in production; `false` runs with AUTH_MODE=none.
+   * The per-caller rate limit is off unless `env` sets RATE_LIMIT_PER_SECOND.
+   */
+  readonly auth?: boolean | TestIssuer;
   /** More settings, as environment variables (e.g. GROUP_COMMIT_ENABLED). */
   readonly env?: Readonly<Record<string, string>>;
 }
@@ -126,18 +132,26 @@ export function testKafkaConfig(topic: string, brokers?: readonly string[], part
   return kafka;
 }
 
-/** The service's configuration for tests: the suite's database, a test cursor secret, and `env` on top. */
+/**
+ * The service's configuration for tests: the suite's database, a test cursor secret, no authentication (test
+ * apps turn it on, see `startTestApp`), and `env` on top.
+ */
 export function testConfig(env: Readonly<Record<string, string | undefined>> = {}): ServiceConfig {
   return loadConfig({
     DATABASE_URL: testDatabaseUrl(),
     CURSOR_SECRET: 'test-cursor-secret-0123456789',
     LOG_LEVEL: 'silent',
+    AUTH_MODE: 'none',
     ...env,
   });
 }
 
 /** The options of a test app as the environment variables production would set. */
-function envOf(options: TestAppOptions, redisPrefix: string | undefined): Record<string, string | undefined> {
+function envOf(
+  options: TestAppOptions,
+  redisPrefix: string | undefined,
+  issuer: TestIssuer | undefined,
+): Record<string, string | undefined> {
   const limits = { ...TEST_LIMITS, ...options.limits };
   const redis = options.redis === true ? {} : options.redis || undefined;
   const cache = { ...TEST_CACHE_CONFIG, ...redis?.cache };
@@ -172,6 +186,13 @@ function envOf(options: TestAppOptions, redisPrefix: string | undefined): Record
       RELAY_MAX_BACKOFF_MS: String(relay.maxBackoffMs),
     }),
     ...(options.responseTier === false && { QUERY_RESPONSE_CACHE_ENTRIES: '0' }),
+    ...(issuer && {
+      AUTH_MODE: 'jwt',
+      AUTH_JWKS_URL: issuer.jwksUrl,
+      AUTH_ISSUER: issuer.issuer,
+      AUTH_AUDIENCE: issuer.audience,
+      RATE_LIMIT_PER_SECOND: '0',
+    }),
     ...options.env,
   };
 }
@@ -179,7 +200,9 @@ function envOf(options: TestAppOptions, redisPrefix: string | undefined): Record
 export async function startTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const redisOptions = options.redis === true ? {} : options.redis || undefined;
   const redisPrefix = redisOptions && (redisOptions.keyPrefix ?? `test:${randomUUID().slice(0, 8)}:`);
-  const config = testConfig(envOf(options, redisPrefix));
+  const issuer =
+    options.auth === false ? undefined : typeof options.auth === 'object' ? options.auth : await testIssuer();
+  const config = testConfig(envOf(options, redisPrefix, issuer));
   const db = options.databaseUrl === undefined ? createTestDatabase() : createOtherTestDatabase(options.databaseUrl);
   const logger = createSilentLogger();
 
@@ -267,7 +290,20 @@ function createOtherTestDatabase(url: string): Database {
 export const uniqueSource = (label = 'test'): string =>
   `${label}.${Date.now().toString(36)}.${Math.random().toString(36).slice(2, 10)}`;
 
-/** POSTs JSON (or raw text) to the ingest function. */
+/**
+ * The headers of a test request: a token of the test issuer granting every source, unless `headers` has its own
+ * `authorization` (an empty one sends none). Apps without auth ignore it.
+ */
+export async function withToken(headers: Record<string, string> = {}): Promise<Record<string, string>> {
+  if (headers.authorization === undefined) {
+    return { authorization: `Bearer ${await (await testIssuer()).allAccess()}`, ...headers };
+  }
+  if (headers.authorization !== '') return headers;
+  const { authorization: _none, ...rest } = headers;
+  return rest;
+}
+
+/** POSTs JSON (or raw text) to the ingest function, with a token (see `withToken`). */
 export async function postJson(
   app: TestApp,
   body: unknown,
@@ -275,7 +311,7 @@ export async function postJson(
 ): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
   const response = await fetch(`${app.ingestUrl}/data`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
+    headers: await withToken({ 'content-type': 'application/json', ...headers }),
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
   const text = await response.text();
@@ -286,7 +322,7 @@ export async function getJson(
   url: string,
   headers: Record<string, string> = {},
 ): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
-  const response = await fetch(url, { headers });
+  const response = await fetch(url, { headers: await withToken(headers) });
   const text = await response.text();
   return { status: response.status, headers: response.headers, json: text ? JSON.parse(text) : {} };
 }

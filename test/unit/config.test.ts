@@ -2,6 +2,12 @@ import { describe, expect, it } from '@jest/globals';
 import { ConfigError, loadConfig, type ServiceConfig } from '#lib/config';
 
 const DATABASE_URL = 'postgres://app:secret@db.internal:5432/data';
+// A token issuer, which a serving process cannot start without (or AUTH_MODE=none).
+const ISSUER = {
+  AUTH_JWKS_URL: 'https://issuer.example/.well-known/jwks.json',
+  AUTH_ISSUER: 'https://issuer.example/',
+  AUTH_AUDIENCE: 'data-service',
+};
 
 function problemsOf(env: Record<string, string | undefined>): readonly string[] {
   try {
@@ -55,7 +61,20 @@ describe('loadConfig', () => {
         maxFutureMs: 24 * 3_600_000,
       },
       storage: { partitionPrecreateDays: 7, retentionDays: 0, idempotencyTtlHours: 24 },
-      cursorSecret: 'data-service-default-cursor-secret',
+      cursorSecret: expect.any(String) as unknown as string,
+      auth: {
+        mode: 'jwt',
+        ...{ jwksUrl: ISSUER.AUTH_JWKS_URL, issuer: ISSUER.AUTH_ISSUER, audience: ISSUER.AUTH_AUDIENCE },
+        algorithms: ['ES256', 'RS256'],
+        clockToleranceSeconds: 30,
+        scopeClaim: 'scope',
+        tokenCacheEntries: 10_000,
+        tokenCacheSeconds: 60,
+        jwksRefreshSeconds: 600,
+        jwksCooldownSeconds: 30,
+        jwksTimeoutMs: 2_000,
+      },
+      rateLimit: { perSecond: 1_000, burst: 2_000, burstWindowSeconds: 10 },
       redis: undefined,
       cache: {
         recordTtlSeconds: 86_400,
@@ -67,14 +86,14 @@ describe('loadConfig', () => {
       kafka: undefined,
       relay: { enabled: true, batchSize: 500, pollIntervalMs: 100, maxBackoffMs: 5_000 },
       groupCommit: { enabled: true, maxBatchRecords: 1_000, windowMs: 1, concurrency: 2, maxQueuedRecords: 20_000 },
-      tracing: { otlpEndpoint: undefined, sampleRatio: 0.01 },
+      tracing: { otlpEndpoint: undefined, sampleRatio: 0.01, trustIncoming: false },
       responseTier: { maxEntries: 10_000, maxBytes: 32 * 1024 * 1024 },
     };
-    expect(loadConfig({ DATABASE_URL })).toEqual(expected);
+    expect(loadConfig({ ...ISSUER, DATABASE_URL })).toEqual(expected);
   });
 
   it('keeps the queue-proxy-safe keep-alive default above 90 s', () => {
-    expect(loadConfig({ DATABASE_URL }).http.keepAliveTimeoutMs).toBeGreaterThan(90_000);
+    expect(loadConfig({ ...ISSUER, DATABASE_URL }).http.keepAliveTimeoutMs).toBeGreaterThan(90_000);
   });
 
   it('converts and maps every variable, ignoring unrelated ones', () => {
@@ -83,6 +102,7 @@ describe('loadConfig', () => {
       K_SERVICE: 'ingest',
       K_REVISION: 'ingest-00042',
       LOG_LEVEL: 'debug',
+      ...ISSUER,
       DATABASE_URL: 'postgresql://localhost/data',
       DATABASE_READ_URL: 'postgres://replica/data',
       DATABASE_POOL_MAX: '20',
@@ -108,7 +128,7 @@ describe('loadConfig', () => {
   });
 
   it('returns a deeply frozen object', () => {
-    const config = loadConfig({ DATABASE_URL });
+    const config = loadConfig({ ...ISSUER, DATABASE_URL });
     expectDeeplyFrozen(config);
     expect(() => {
       (config.http as { port: number }).port = 1;
@@ -117,17 +137,27 @@ describe('loadConfig', () => {
   });
 
   it('treats an empty string as unset', () => {
-    const config = loadConfig({ DATABASE_URL, PORT: '', LOG_LEVEL: '', DATABASE_READ_URL: '', CURSOR_SECRET: '' });
+    const config = loadConfig({
+      ...ISSUER,
+      DATABASE_URL,
+      PORT: '',
+      LOG_LEVEL: '',
+      DATABASE_READ_URL: '',
+      CURSOR_SECRET: '',
+    });
     expect(config.http.port).toBe(8080);
     expect(config.logLevel).toBe('info');
     expect(config.database.readUrl).toBeUndefined();
-    expect(config.cursorSecret).toBe('data-service-default-cursor-secret');
-    expectNamed(problemsOf({ DATABASE_URL: '' }), ['DATABASE_URL']);
-    expectNamed(problemsOf({}), ['DATABASE_URL']);
+    // No built-in secret: a random one per process outside a cluster.
+    expect(config.cursorSecret).toHaveLength(43);
+    expect(loadConfig({ ...ISSUER, DATABASE_URL }).cursorSecret).not.toBe(config.cursorSecret);
+    expectNamed(problemsOf({ ...ISSUER, DATABASE_URL: '' }), ['DATABASE_URL']);
+    expectNamed(problemsOf({ ...ISSUER }), ['DATABASE_URL']);
   });
 
   it('names every invalid variable in one ConfigError', () => {
     const names = {
+      ...ISSUER,
       DATABASE_URL: 'mysql://db/data',
       DATABASE_READ_URL: 'not a url',
       DATABASE_POOL_MAX: '0',
@@ -153,8 +183,9 @@ describe('loadConfig', () => {
     expect(thrown).toBeInstanceOf(ConfigError);
     const error = thrown as ConfigError;
     expect(error.name).toBe('ConfigError');
-    expectNamed(error.problems, Object.keys(names));
-    for (const name of Object.keys(names)) expect(error.message).toContain(name);
+    const wrong = Object.keys(names).filter((name) => !(name in ISSUER));
+    expectNamed(error.problems, wrong);
+    for (const name of wrong) expect(error.message).toContain(name);
   });
 
   it.each([
@@ -167,24 +198,59 @@ describe('loadConfig', () => {
     ['PARTITION_PRECREATE_DAYS', 'seven'],
     ['K_SERVICE', 'x'.repeat(201)],
   ])('refuses %s=%j', (name, value) => {
-    expectNamed(problemsOf({ DATABASE_URL, [name]: value }), [name]);
+    expectNamed(problemsOf({ ...ISSUER, DATABASE_URL, [name]: value }), [name]);
   });
 
   it('refuses RETENTION_DAYS not above RECORD_MAX_PAST_DAYS, and 0 means keep everything', () => {
-    expectNamed(problemsOf({ DATABASE_URL, RETENTION_DAYS: '7' }), ['RETENTION_DAYS', 'RECORD_MAX_PAST_DAYS']);
-    expectNamed(problemsOf({ DATABASE_URL, RETENTION_DAYS: '10', RECORD_MAX_PAST_DAYS: '30' }), [
+    expectNamed(problemsOf({ ...ISSUER, DATABASE_URL, RETENTION_DAYS: '7' }), [
       'RETENTION_DAYS',
       'RECORD_MAX_PAST_DAYS',
     ]);
-    expect(loadConfig({ DATABASE_URL, RETENTION_DAYS: '8' }).storage.retentionDays).toBe(8);
-    expect(loadConfig({ DATABASE_URL, RETENTION_DAYS: '0', RECORD_MAX_PAST_DAYS: '3650' }).storage.retentionDays).toBe(
-      0,
-    );
+    expectNamed(problemsOf({ ...ISSUER, DATABASE_URL, RETENTION_DAYS: '10', RECORD_MAX_PAST_DAYS: '30' }), [
+      'RETENTION_DAYS',
+      'RECORD_MAX_PAST_DAYS',
+    ]);
+    expect(loadConfig({ ...ISSUER, DATABASE_URL, RETENTION_DAYS: '8' }).storage.retentionDays).toBe(8);
+    expect(
+      loadConfig({ ...ISSUER, DATABASE_URL, RETENTION_DAYS: '0', RECORD_MAX_PAST_DAYS: '3650' }).storage.retentionDays,
+    ).toBe(0);
   });
 
   it('reports a RETENTION_DAYS conflict together with other invalid variables', () => {
-    const problems = problemsOf({ DATABASE_URL, RETENTION_DAYS: '3', PORT: 'http' });
+    const problems = problemsOf({ ...ISSUER, DATABASE_URL, RETENTION_DAYS: '3', PORT: 'http' });
     expect(problems.some((p) => p.includes('PORT'))).toBe(true);
     expect(problems.some((p) => p.includes('RETENTION_DAYS'))).toBe(true);
+  });
+
+  it('refuses to serve without a token issuer unless AUTH_MODE=none says so', () => {
+    const problems = problemsOf({ DATABASE_URL });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/AUTH_JWKS_URL, AUTH_ISSUER, AUTH_AUDIENCE are not set.*AUTH_MODE=none/);
+    expectNamed(problemsOf({ DATABASE_URL, AUTH_JWKS_URL: ISSUER.AUTH_JWKS_URL }), ['AUTH_ISSUER', 'AUTH_AUDIENCE']);
+    expect(loadConfig({ DATABASE_URL, AUTH_MODE: 'none' }).auth).toEqual({ mode: 'none' });
+    // A process that serves no API (migrate, relay) needs no issuer.
+    expect(loadConfig({ DATABASE_URL }, { servesApi: false }).auth).toEqual({ mode: 'none' });
+  });
+
+  it('accepts asymmetric token algorithms only', () => {
+    expect(loadConfig({ ...ISSUER, DATABASE_URL, AUTH_ALGORITHMS: 'ES256,PS256,EdDSA' }).auth).toMatchObject({
+      algorithms: ['ES256', 'PS256', 'EdDSA'],
+    });
+    for (const algorithms of ['HS256', 'ES256,HS512', 'none', 'RS256,']) {
+      expectNamed(problemsOf({ ...ISSUER, DATABASE_URL, AUTH_ALGORITHMS: algorithms }), ['AUTH_ALGORITHMS']);
+    }
+  });
+
+  it('requires CURSOR_SECRET in a cluster (K_SERVICE set)', () => {
+    expectNamed(problemsOf({ ...ISSUER, DATABASE_URL, K_SERVICE: 'query' }), ['CURSOR_SECRET']);
+    expect(
+      loadConfig({ ...ISSUER, DATABASE_URL, K_SERVICE: 'query', CURSOR_SECRET: 'x'.repeat(16) }).cursorSecret,
+    ).toBe('x'.repeat(16));
+  });
+
+  it('refuses a burst below the steady rate', () => {
+    expectNamed(problemsOf({ ...ISSUER, DATABASE_URL, RATE_LIMIT_PER_SECOND: '100', RATE_LIMIT_BURST: '50' }), [
+      'RATE_LIMIT_BURST',
+    ]);
   });
 });

@@ -5,6 +5,7 @@
  */
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import { buildOpenApiDocument } from '#lib/api';
+import { createAccessGate } from '#lib/auth';
 import { uncachedPages } from '#lib/cache';
 import { AppError } from '#lib/errors';
 import { type FunctionContext, type HttpHandler, type HttpRequest, problemResponse } from '#lib/http';
@@ -83,9 +84,9 @@ function memoryStore(): MemoryStore {
       keys.set(claim.key, { fingerprint: claim.fingerprint, result });
       return { kind: 'committed', result };
     },
-    findJsonById: async (id) => {
+    findById: async (id) => {
       const row = rows.get(id);
-      return row === undefined ? undefined : JSON.stringify(row);
+      return row === undefined ? undefined : { json: JSON.stringify(row), source: row.source };
     },
     async list(query) {
       const after = query.after;
@@ -112,7 +113,8 @@ beforeAll(() => {
   const logger = createSilentLogger();
   const openApi = buildOpenApiDocument(LIMITS);
   const validator = createRecordValidator(LIMITS);
-  ingest = createIngestHandler({ ingest: createIngestService({ writer: store, validator }), logger, openApi });
+  const gate = createAccessGate(undefined, undefined);
+  ingest = createIngestHandler({ ingest: createIngestService({ writer: store, validator }), logger, openApi, gate });
   query = createQueryHandler({
     query: createQueryService({
       records: documentFromStore(store),
@@ -122,6 +124,7 @@ beforeAll(() => {
     }),
     logger,
     openApi,
+    gate,
   });
 });
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { createResponseTier } from '#lib/cache';
 
-const ready = (json: string) => ({ json, etag: `"${json.length}"` });
+const ready = (json: string) => ({ json, etag: `"${json.length}"`, source: 's' });
 
 describe('createResponseTier', () => {
   it('returns what was stored and counts hits and misses', () => {

@@ -17,6 +17,7 @@ import {
   createRequestIds,
   DEFAULT_MIX,
   functionOf,
+  headersOf,
   prefillRecords,
   prefillRequests,
   type RequestSpec,
@@ -87,7 +88,7 @@ export function send(
   const base = functionOf(spec) === 'ingest' ? settings.ingestUrl : settings.queryUrl;
   const expected = [expectedStatus(spec.expect), ...(plan.allowShed ? [429, 503] : [])];
   const response = http.request(spec.method, `${base}${spec.path}`, spec.body ?? null, {
-    headers: { ...spec.headers },
+    headers: headersOf(spec, settings),
     tags: { name: spec.name, kind: kindOf(spec), ...tags },
     timeout: `${settings.timeoutS}s`,
     responseCallback: http.expectedStatuses(...expected),
