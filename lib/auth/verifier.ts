@@ -40,14 +40,17 @@ const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 export function bearerChallenge(error?: string, description?: string, scope?: string): string {
   let challenge = `Bearer realm="${REALM}"`;
   if (error !== undefined) challenge += `, error="${error}"`;
-  if (description !== undefined) challenge += `, error_description="${description}"`;
+  // RFC 6750 §3: the description is printable ASCII without `"` and `\` (and a header must be ASCII anyway).
+  if (description !== undefined) {
+    challenge += `, error_description="${description.replace(/[^\x20-\x21\x23-\x5b\x5d-\x7e]/g, "'")}"`;
+  }
   if (scope !== undefined) challenge += `, scope="${scope}"`;
   return challenge;
 }
 
 const unauthorized = (detail: string, error?: 'invalid_request' | 'invalid_token', cause?: unknown): AppError =>
   new AppError('unauthorized', detail, {
-    headers: { 'www-authenticate': bearerChallenge(error, error && detail.replace(/["\\]/g, "'")) },
+    headers: { 'www-authenticate': bearerChallenge(error, error && detail) },
     cause,
   });
 
@@ -88,7 +91,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       });
       const subject = payload.sub ?? '';
       if (subject.length === 0 || subject.length > MAX_SUBJECT_LENGTH) {
-        throw unauthorized(`The token's "sub" claim must be 1–${MAX_SUBJECT_LENGTH} characters.`, 'invalid_token');
+        throw unauthorized(`The token's "sub" claim must be 1 to ${MAX_SUBJECT_LENGTH} characters.`, 'invalid_token');
       }
       const caller = principalOf(subject, grantsFromScopes(payload[scopeClaim]));
       return { caller, expiresAt: (payload.exp ?? 0) * 1000 };

@@ -14,9 +14,42 @@ const NETWORK_CODES = new Set([
   'EAI_AGAIN',
 ]);
 
+/** A database failure as it may be logged: what went wrong, never the statement, its bindings or row values. */
+export class DatabaseFailure extends Error {
+  readonly code: string | undefined;
+  readonly routine: string | undefined;
+  readonly table: string | undefined;
+  readonly constraint: string | undefined;
+
+  constructor(error: Error & Record<string, unknown>) {
+    const code = typeof error.code === 'string' ? error.code : undefined;
+    super(safeMessage(error, code));
+    this.name = 'DatabaseFailure';
+    this.code = code;
+    const text = (key: string) => (typeof error[key] === 'string' ? (error[key] as string) : undefined);
+    this.routine = text('routine');
+    this.table = text('table');
+    this.constraint = text('constraint');
+  }
+}
+
+/**
+ * knex prefixes a failed statement's message with the statement and its bindings (record payloads), and
+ * PostgreSQL's messages of data exceptions and constraint violations (classes 22, 23) quote row values, as do
+ * `detail` and `where`: none of that may reach a log line. What is left names the failure well enough to act on.
+ */
+function safeMessage(error: Error, code: string | undefined): string {
+  if (code !== undefined && /^2[23]/.test(code)) return `PostgreSQL data or constraint error (SQLSTATE ${code})`;
+  const original = error.message;
+  const knexSeparator = original.lastIndexOf(' - ');
+  const message = knexSeparator >= 0 ? original.slice(knexSeparator + 3) : original;
+  return message.length > 300 ? `${message.slice(0, 300)}…` : message;
+}
+
 /**
  * Turns a failure of the database client into a `DependencyUnavailableError` (503 + Retry-After) when it is an
- * outage, overload, timeout or a missing partition; anything else is a bug and is rethrown unchanged.
+ * outage, overload, timeout or a missing partition, and into a `DatabaseFailure` (a 500, logged without
+ * statement, bindings or values) otherwise.
  */
 export function toDatabaseError(error: unknown): unknown {
   if (isAppError(error) || !(error instanceof Error)) return error;
@@ -31,7 +64,8 @@ export function toDatabaseError(error: unknown): unknown {
     (typeof code === 'string' &&
       (NETWORK_CODES.has(code) || TRANSIENT_SQLSTATES.has(code) || TRANSIENT_SQLSTATE_CLASSES.has(code.slice(0, 2)))) ||
     /Connection terminated|connection timeout|Client has encountered a connection error/i.test(error.message);
-  return transient ? new DependencyUnavailableError('database', error) : error;
+  const failure = new DatabaseFailure(error as Error & Record<string, unknown>);
+  return transient ? new DependencyUnavailableError('database', failure) : failure;
 }
 
 /**

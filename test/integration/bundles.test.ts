@@ -7,7 +7,7 @@ import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { Database } from '#lib/db';
-import { OPEN_BUNDLE_ENV } from '../support/auth.ts';
+import { issuerEnv, OPEN_BUNDLE_ENV, testIssuer } from '../support/auth.ts';
 import { createTestDatabase, testDatabaseUrl } from '../support/database.ts';
 import {
   bundlePath,
@@ -34,12 +34,12 @@ interface Started {
 const spawned: SpawnedProcess[] = [];
 
 /** Spawns dist/<name>.mjs on a free port and waits (20 ms polls, 15 s at most) for /readyz 200. */
-async function startBundle(name: 'ingest' | 'query'): Promise<Started> {
+async function startBundle(name: 'ingest' | 'query', env: Record<string, string> = OPEN_BUNDLE_ENV): Promise<Started> {
   const script = bundlePath(name);
   const port = await freePort();
   const service = `bundle-test-${name}-${RUN}`;
   const proc = spawnNode(script, {
-    ...OPEN_BUNDLE_ENV,
+    ...env,
     PORT: String(port),
     HOST: '127.0.0.1',
     DATABASE_URL: testDatabaseUrl(),
@@ -305,4 +305,70 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs: number, message
     await sleep(20);
   }
   throw new Error(message);
+}
+
+describe('the ingest bundle with access control on', () => {
+  let ingest: Started;
+  let db: Database;
+  let token: string;
+
+  beforeAll(async () => {
+    db = createTestDatabase(2);
+    const issuer = await testIssuer();
+    token = await issuer.allAccess('bundle-test');
+    // A short statement timeout, so that a write waiting on a lock fails fast (503) in the test below.
+    ingest = await startBundle('ingest', { ...issuerEnv(issuer), DATABASE_STATEMENT_TIMEOUT_MS: '100' });
+  }, 40_000);
+  afterAll(async () => {
+    await ingest?.proc.kill();
+    await db?.destroy();
+  });
+
+  const post = (body: unknown, headers: Record<string, string>) =>
+    fetch(`${ingest.url}/data`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify(body),
+    });
+
+  it('verifies bearer tokens: 401 without one, 201 with one', async () => {
+    const body = { source: 'bundle.auth', type: 'reading', payload: { n: 1 } };
+    const refused = await post(body, {});
+    expect(refused.status).toBe(401);
+    expect(refused.headers.get('www-authenticate')).toBe('Bearer realm="data-service"');
+    expect((await post(body, { authorization: `Bearer ${token}` })).status).toBe(201);
+  });
+
+  it('never writes a statement binding or payload to its logs, even for a failed insert', async () => {
+    const marker = `secret-payload-${randomUUID()}`;
+    const id = randomUUID();
+    // An uncommitted claim of the same id from another session: the insert waits on it until its statement
+    // timeout, and the failure (a 503) is logged with its cause.
+    const connection = await db.client.acquireConnection();
+    try {
+      await connection.query('BEGIN');
+      await connection.query(`INSERT INTO record_ids (id, "timestamp") VALUES ($1, now())`, [id]);
+      const failed = await post(
+        { id, source: 'bundle.secrets', type: 'reading', payload: { marker } },
+        { authorization: `Bearer ${token}`, 'idempotency-key': randomUUID() },
+      );
+      expect(failed.status).toBe(503);
+    } finally {
+      await connection.query('ROLLBACK');
+      await db.client.releaseConnection(connection);
+    }
+    await waitForLogged(ingest.proc, (line) => line.level === 'error' && line.code === 'dependency-unavailable');
+    const logged = logLines(ingest.proc).find((line) => line.code === 'dependency-unavailable');
+    expect(JSON.stringify(logged)).toContain('statement timeout');
+    expect(ingest.proc.stdout()).not.toContain(marker);
+    expect(ingest.proc.stdout()).not.toContain('ds_insert_records');
+  });
+});
+
+async function waitForLogged(proc: SpawnedProcess, match: (line: Record<string, unknown>) => boolean): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (!logLines(proc).some(match)) {
+    if (Date.now() > deadline) throw new Error(`no such log line within 5 s:\n${proc.stdout().slice(-2000)}`);
+    await sleep(50);
+  }
 }

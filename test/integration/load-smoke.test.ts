@@ -67,7 +67,8 @@ describe('load:smoke against the bundles', () => {
     // A few seconds once vegeta is in .cache/bin; building it the first time takes longer.
     const exit = await runner.waitForExit(240_000);
     const summaryFile = join(outDir, 'summary.json');
-    if (!existsSync(summaryFile)) throw new Error(`no summary (exit ${exit.code}):\n${runner.stderr()}${runner.stdout()}`);
+    if (!existsSync(summaryFile))
+      throw new Error(`no summary (exit ${exit.code}):\n${runner.stderr()}${runner.stdout()}`);
     const summary = JSON.parse(readFileSync(summaryFile, 'utf8'));
     expect({
       code: exit.code,
