@@ -61,9 +61,13 @@ export function portOpen(port: number, timeoutMs = 1_000): Promise<boolean> {
 }
 
 /** The status of one GET (0 when nothing answered within `timeoutMs`). */
-export async function httpStatus(url: string, timeoutMs = 1_000): Promise<number> {
+export async function httpStatus(
+  url: string,
+  timeoutMs = 1_000,
+  headers: Readonly<Record<string, string>> = {},
+): Promise<number> {
   try {
-    const response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
+    const response = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
     await response.arrayBuffer();
     return response.status;
   } catch {

@@ -31,7 +31,7 @@ await runBench({
     const ingest = await ctx.startBundle('ingest', ctx.functionEnv());
     const ids = Array.from({ length: settings.ids }, randomUUID);
     say(`prefilling ${ids.length} records`);
-    await prefill(ingest.url, ids, 'bench-cache');
+    await prefill(ingest.url, ids, 'bench-cache', ctx.requestHeaders);
     await ingest.process.stop(25_000);
     const configs = [
       { name: 'no-redis', env: { REDIS_URL: undefined, QUERY_RESPONSE_CACHE_ENTRIES: '0' } },
@@ -49,6 +49,7 @@ await runBench({
       say(`${config.name}: ${settings.warmupSeconds} s warm-up + ${settings.seconds} s at ${settings.rate} req/s`);
       const common = { rate: settings.rate, dir: ctx.tmp };
       await rateRun({
+        headers: ctx.requestHeaders,
         ...common,
         requests: reads(settings.rate * settings.warmupSeconds),
         seconds: settings.warmupSeconds,
@@ -63,6 +64,7 @@ await runBench({
       };
       const c0 = await counters();
       const o = await rateRun({
+        headers: ctx.requestHeaders,
         ...common,
         requests: reads(settings.rate * settings.seconds),
         seconds: settings.seconds,

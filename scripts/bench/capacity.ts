@@ -37,7 +37,7 @@ await runBench({
     const query = await ctx.startBundle('query', ctx.functionEnv());
     const ids = Array.from({ length: settings.ids }, randomUUID);
     say(`prefilling ${ids.length} records for the reads`);
-    await prefill(ingest.url, ids, 'bench-capacity-read');
+    await prefill(ingest.url, ids, 'bench-capacity-read', ctx.requestHeaders);
     let seq = 0;
     const write = (): Request => ({
       method: 'POST',
@@ -56,6 +56,7 @@ await runBench({
         );
         say(`${mix}: ${rate} req/s for ${settings.stepSeconds} s`);
         const outcome = await rateRun({
+          headers: ctx.requestHeaders,
           requests,
           rate,
           seconds: settings.stepSeconds,

@@ -91,7 +91,9 @@ export interface HttpCase {
 /** A warm-up run (discarded), then the measured one; the entry is added to `b.entries`. */
 export async function httpCase(b: Bench, c: HttpCase): Promise<WrkOutcome> {
   const connections = c.connections ?? settings.connections;
-  const common = { url: c.url, script: c.script, connections, dir: b.ctx.tmp };
+  // The service's cases carry the bench's token; the baselines do no access control.
+  const headers = c.kind === 'service' ? b.ctx.requestHeaders : {};
+  const common = { url: c.url, script: c.script, connections, dir: b.ctx.tmp, headers };
   say(`${c.name}: ${settings.warmupSeconds} s warm-up + ${settings.seconds} s, ${connections} connections`);
   const warm = await wrk({
     ...common,
@@ -428,7 +430,8 @@ export async function service(b: Bench): Promise<void> {
         run: async () => {
           const { first, count } = writtenRange(outcomes['post-batch-100'] as WrkOutcome, settings.connections, BATCH);
           // The last written id is read first (so it is not cold any more) to prove the id arithmetic right.
-          const status = await httpStatus(`${query.url}/data/${benchId(ctx.runId, batch, first + count - 1)}`, 5_000);
+          const last = `${query.url}/data/${benchId(ctx.runId, batch, first + count - 1)}`;
+          const status = await httpStatus(last, 5_000, ctx.requestHeaders);
           if (status !== 200) throw new Error(`a record written by post-batch-100 is not readable (status ${status})`);
           let from = 0;
           const o = await httpCase(b, {

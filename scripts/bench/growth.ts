@@ -99,7 +99,7 @@ await runBench({
           },
         ];
         for (const c of cases) {
-          const common = { rate: c.rate, dir: ctx.tmp };
+          const common = { rate: c.rate, dir: ctx.tmp, headers: ctx.requestHeaders };
           await rateRun({
             ...common,
             requests: Array.from({ length: c.rate * 2 }, c.make),

@@ -7,7 +7,10 @@
  *
  * The deployed way: knative/base/settings.env, the image's NODE_OPTIONS (read from the Dockerfile), group commit,
  * the relay inside ingest, Redis and Kafka on, tracing to OTLP at the default 1 %, one access-log line per request
- * (stdout discarded). Only the addresses, the Kafka topic and the Redis key prefix are the bench's own.
+ * (stdout discarded), bearer tokens verified against a JWKS (served here, by a key made for the run) with the
+ * per-caller rate limit counted in Redis (its limit raised so that one bench caller is never refused).
+ * `BENCH_AUTH=none` runs the same with AUTH_MODE=none, for the cost of access control. Only the addresses, the
+ * Kafka topic, the Redis key prefix and the token issuer are the bench's own.
  * BENCH_DIST (or `--dist DIR`) points at another build, e.g. an older commit's, which is then used as it is.
  */
 import { randomBytes } from 'node:crypto';
@@ -19,6 +22,7 @@ import { join, resolve } from 'node:path';
 import { parseEnv } from 'node:util';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
+import { issuerOf, newIssuerKey } from '../local-issuer.ts';
 import {
   freePort,
   logger,
@@ -82,6 +86,8 @@ export interface BenchContext {
   readonly tmp: string;
   /** Spans the functions exported to the sink so far. */
   readonly sink: { posts: number; bytes: number };
+  /** What a request to a function carries: a bearer token granting every source ({} with BENCH_AUTH=none). */
+  readonly requestHeaders: Readonly<Record<string, string>>;
   /** The deployed environment of a function; `overrides` win, `undefined` unsets. */
   functionEnv(overrides?: Readonly<Record<string, string | undefined>>): NodeJS.ProcessEnv;
   /** Starts `<dist>/<name>.mjs` `starts` times, timing each start; extra `nodeArgs` (e.g. --cpu-prof) go first. */
@@ -111,7 +117,14 @@ export async function runBench(spec: BenchSpec): Promise<void> {
   const kafkaTopic = `data-service-bench-${spec.name}-${runId}`;
   const tmp = mkdtempSync(join(tmpdir(), `data-service-bench-${spec.name}-`));
   const sink = { posts: 0, bytes: 0 };
+  const auth = process.env.BENCH_AUTH === 'none' ? undefined : await issuerOf(await newIssuerKey());
+  const jwks = Buffer.from(JSON.stringify(auth?.jwks ?? { keys: [] }));
+  // The OTLP sink, and the issuer's key set on the same loopback server.
   const otlp = createServer((req, res) => {
+    if (req.url === '/jwks.json') {
+      res.writeHead(200, { 'content-type': 'application/jwk-set+json' }).end(jwks);
+      return;
+    }
     req.on('data', (chunk: Buffer) => {
       sink.bytes += chunk.length;
     });
@@ -182,6 +195,17 @@ export async function runBench(spec: BenchSpec): Promise<void> {
         KAFKA_TOPIC: kafkaTopic,
         REDIS_KEY_PREFIX: redisPrefix,
         OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${(otlp.address() as AddressInfo).port}`,
+        CURSOR_SECRET: `bench-cursor-secret-${runId}`,
+        ...(auth === undefined
+          ? { AUTH_MODE: 'none' }
+          : {
+              AUTH_JWKS_URL: `http://127.0.0.1:${(otlp.address() as AddressInfo).port}/jwks.json`,
+              AUTH_ISSUER: auth.issuer,
+              AUTH_AUDIENCE: auth.audience,
+              // Counted as deployed, never reached: one caller sends every request of a bench.
+              RATE_LIMIT_PER_SECOND: '10000000',
+              RATE_LIMIT_BURST: '10000000',
+            }),
       };
       for (const [key, value] of Object.entries(overrides)) {
         if (value === undefined) delete env[key];
@@ -196,8 +220,10 @@ export async function runBench(spec: BenchSpec): Promise<void> {
     if (spec.migrate !== false) {
       await runOk(process.execPath, [join(DIST, 'migrate.mjs')], { env: functionEnv(), timeoutMs: 120_000 });
     }
+    const token = await auth?.sign({ subject: 'bench', write: ['*'], read: ['*'], ttlSeconds: 4 * 3_600 });
     const result = await spec.body({
       runId,
+      requestHeaders: token === undefined ? {} : { authorization: `Bearer ${token}` },
       pg,
       database,
       databaseUrl: url,

@@ -38,13 +38,15 @@ export async function rateRun(o: {
   readonly name: string;
   readonly servers?: Readonly<Record<string, number>>;
   readonly maxWorkers?: number;
+  /** Sent with every request (the bench's bearer token). */
+  readonly headers?: Readonly<Record<string, string>>;
 }): Promise<RateOutcome> {
   const targets = join(o.dir, `${o.name}.jsonl`);
   const output = join(o.dir, `${o.name}.bin`);
-  const json = { 'content-type': 'application/json' };
+  const json = { ...o.headers, 'content-type': 'application/json' };
   await writeTargets(
     targets,
-    o.requests.map((r) => target(r.method, r.url, r.body === undefined ? {} : json, r.body)),
+    o.requests.map((r) => target(r.method, r.url, r.body === undefined ? { ...o.headers } : json, r.body)),
   );
   const cpu = trackCpu();
   const servers = o.servers ?? {};
@@ -87,12 +89,17 @@ export const recordBody = (id: string, source: string, seq: number): string =>
   JSON.stringify({ id, source, type: 'reading', payload: { seq, unit: 'C', value: 21.5 } });
 
 /** POSTs `ids` as records of `source`, 100 a request; throws at the first refused batch. */
-export async function prefill(ingestUrl: string, ids: readonly string[], source: string): Promise<void> {
+export async function prefill(
+  ingestUrl: string,
+  ids: readonly string[],
+  source: string,
+  headers: Readonly<Record<string, string>> = {},
+): Promise<void> {
   for (let i = 0; i < ids.length; i += 100) {
     const records = ids.slice(i, i + 100).map((id, k) => JSON.parse(recordBody(id, source, i + k)) as unknown);
     const response = await fetch(`${ingestUrl}/data`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...headers, 'content-type': 'application/json' },
       body: JSON.stringify({ records }),
       signal: AbortSignal.timeout(30_000),
     });

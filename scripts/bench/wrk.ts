@@ -120,6 +120,8 @@ export interface WrkOptions {
   /** Where the script file goes. */
   readonly dir: string;
   readonly name: string;
+  /** Sent with every request (wrk -H), e.g. the bearer token. */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 /** One wrk run; its own CPU is sampled from /proc while it runs. */
@@ -136,6 +138,7 @@ export async function wrk(options: WrkOptions): Promise<WrkOutcome> {
       `-d${options.seconds}s`,
       '--timeout',
       `${options.timeoutS ?? 5}s`,
+      ...Object.entries(options.headers ?? {}).flatMap(([name, value]) => ['-H', `${name}: ${value}`]),
       '-s',
       script,
       options.url,
