@@ -10,6 +10,8 @@
 import { createLocalJWKSet, errors, type JSONWebKeySet, type JWTVerifyGetKey } from 'jose';
 import type { Logger } from '#lib/observability';
 
+const MAX_KEY_SET_BYTES = 1024 * 1024;
+
 export interface KeySetOptions {
   readonly url: string;
   /** Age after which the set is refreshed in the background. */
@@ -51,7 +53,13 @@ export function createKeySet({ url, refreshMs, cooldownMs, timeoutMs, logger }: 
         signal: AbortSignal.timeout(timeoutMs),
       });
       if (response.status !== 200) throw new Error(`the key set answered HTTP ${response.status}`);
-      const set = (await response.json()) as JSONWebKeySet;
+      // A key set is a few KiB; a bound keeps a misconfigured URL from filling the heap.
+      if (Number(response.headers.get('content-length') ?? 0) > MAX_KEY_SET_BYTES) {
+        throw new Error(`the key set is larger than ${MAX_KEY_SET_BYTES} bytes`);
+      }
+      const text = await response.text();
+      if (text.length > MAX_KEY_SET_BYTES) throw new Error(`the key set is larger than ${MAX_KEY_SET_BYTES} bytes`);
+      const set = JSON.parse(text) as JSONWebKeySet;
       if (!Array.isArray(set?.keys)) throw new Error('the key set has no "keys" array');
       local = createLocalJWKSet(set);
       keys = set.keys.length;
