@@ -85,6 +85,7 @@ export function createIngestApp(config: ServiceConfig, clients: IngestClients, l
       logger,
       openApi: buildOpenApiDocument(config.records),
       gate,
+      cors: config.cors,
     }),
     // Only PostgreSQL decides readiness: without Redis or Kafka the function still accepts writes (degraded).
     readiness: postgres.ready,

@@ -1,16 +1,21 @@
 import { createHash } from 'node:crypto';
 import middy from '@middy/core';
-import { API_ROUTES, bindRoutes, staticJson } from '#lib/api';
+import { API_ROUTES, bindRoutes, INGEST_BODY_FORMATS, staticJson } from '#lib/api';
 import type { AccessGate } from '#lib/auth';
 import { AppError } from '#lib/errors';
 import {
+  bodyFormatOf,
+  type CorsOptions,
+  cors,
   createRouter,
   type FunctionContext,
   type HttpHandler,
   type HttpRequest,
   type HttpResponse,
   header,
-  jsonBody,
+  NO_CORS,
+  parseJson,
+  parseNdjson,
   problemErrors,
 } from '#lib/http';
 import { currentTraceparent, type Logger } from '#lib/observability';
@@ -21,16 +26,23 @@ export interface IngestHandlerDeps {
   readonly logger: Logger;
   readonly openApi: object;
   readonly gate: AccessGate;
+  /** CORS for these origins' pages; none by default. */
+  readonly cors?: CorsOptions;
 }
 
 /** The ingest function's middy handler: `POST /data` (one record or a batch) and the OpenAPI document. */
-export function createIngestHandler({ ingest, logger, openApi, gate }: IngestHandlerDeps): HttpHandler {
+export function createIngestHandler(deps: IngestHandlerDeps): HttpHandler {
+  const { ingest, logger, openApi, gate } = deps;
   const router = createRouter(
     bindRoutes(
       'ingest',
       {
         ingestRecords: async (request, caller) => {
-          const body = jsonBody(request);
+          // A JSON document (one record or a batch), or NDJSON: one record a line, a batch like any other.
+          const body =
+            bodyFormatOf(request, INGEST_BODY_FORMATS) === 'ndjson'
+              ? { records: parseNdjson(request, (index) => `/records/${index}`) }
+              : parseJson(request);
           const key = header(request, 'idempotency-key');
           if (key !== undefined && idempotencyKeySchema.validate(key).error !== undefined) {
             throw new AppError('invalid-header', 'Idempotency-Key must be 1–255 visible ASCII characters.', {
@@ -67,7 +79,11 @@ export function createIngestHandler({ ingest, logger, openApi, gate }: IngestHan
   );
 
   // No early-timeout timer per request: the server's request timeout already bounds every request.
-  return middy<HttpRequest, HttpResponse, Error, FunctionContext>({ timeoutEarlyInMillis: 0 })
-    .use(problemErrors(logger))
-    .handler(router);
+  return (
+    middy<HttpRequest, HttpResponse, Error, FunctionContext>({ timeoutEarlyInMillis: 0 })
+      // onError runs last-used first: the problem is rendered, then CORS decorates it like any answer.
+      .use(cors(deps.cors ?? NO_CORS))
+      .use(problemErrors(logger))
+      .handler(router)
+  );
 }

@@ -70,6 +70,7 @@ export function createQueryApp(config: ServiceConfig, clients: QueryClients, log
       logger,
       openApi: buildOpenApiDocument(config.records),
       gate,
+      cors: config.cors,
     }),
     // Only PostgreSQL decides readiness: without Redis the function answers from PostgreSQL (degraded).
     readiness: postgres.ready,

@@ -2,12 +2,15 @@ import middy from '@middy/core';
 import { API_ROUTES, bindRoutes, staticJson } from '#lib/api';
 import type { AccessGate } from '#lib/auth';
 import {
+  type CorsOptions,
+  cors,
   createRouter,
   type FunctionContext,
   type HttpHandler,
   type HttpRequest,
   type HttpResponse,
   header,
+  NO_CORS,
   problemErrors,
   queryOf,
 } from '#lib/http';
@@ -19,6 +22,8 @@ export interface QueryHandlerDeps {
   readonly logger: Logger;
   readonly openApi: object;
   readonly gate: AccessGate;
+  /** CORS for these origins' pages; none by default. */
+  readonly cors?: CorsOptions;
 }
 
 // Records are immutable, so a representation may be cached for as long as caches keep anything; while callers
@@ -27,7 +32,8 @@ const IMMUTABLE = 'public, max-age=31536000, immutable';
 const PRIVATE_IMMUTABLE = 'private, max-age=31536000, immutable';
 
 /** The query function's middy handler: `GET /data/{id}`, `GET /data?…` and the OpenAPI document. */
-export function createQueryHandler({ query, logger, openApi, gate }: QueryHandlerDeps): HttpHandler {
+export function createQueryHandler(deps: QueryHandlerDeps): HttpHandler {
+  const { query, logger, openApi, gate } = deps;
   const personal = gate.authenticates ? { vary: 'Authorization' } : {};
   const recordCaching = { 'cache-control': gate.authenticates ? PRIVATE_IMMUTABLE : IMMUTABLE, ...personal };
   const pageCaching = { 'cache-control': gate.authenticates ? 'private, no-cache' : 'no-cache', ...personal };
@@ -60,9 +66,13 @@ export function createQueryHandler({ query, logger, openApi, gate }: QueryHandle
   );
 
   // No early-timeout timer per request: the server's request timeout already bounds every request.
-  return middy<HttpRequest, HttpResponse, Error, FunctionContext>({ timeoutEarlyInMillis: 0 })
-    .use(problemErrors(logger))
-    .handler(router);
+  return (
+    middy<HttpRequest, HttpResponse, Error, FunctionContext>({ timeoutEarlyInMillis: 0 })
+      // onError runs last-used first: the problem is rendered, then CORS decorates it like any answer.
+      .use(cors(deps.cors ?? NO_CORS))
+      .use(problemErrors(logger))
+      .handler(router)
+  );
 }
 
 /** RFC 9110 §13.1.2: weak comparison, a list of tags or `*`. */

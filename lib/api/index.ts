@@ -4,6 +4,7 @@ export {
   API_ROUTES,
   bindRoutes,
   type FunctionName,
+  INGEST_BODY_FORMATS,
   type OperationId,
   publicTargetOf,
   type ResponseSpec,

@@ -4,7 +4,7 @@
  */
 import type Joi from 'joi';
 import { recordEventSchema } from '#lib/events';
-import { problemSchema } from '#lib/http';
+import { MEDIA_TYPES, problemSchema } from '#lib/http';
 import {
   ingestResultSchema,
   type RecordSchemaLimits,
@@ -66,9 +66,22 @@ export function buildOpenApiDocument(limits: RecordSchemaLimits): JsonSchema {
     };
     if (route.access !== undefined) operation.security = [{ [BEARER_SCHEME]: [] }];
     if (route.body) {
+      const formats = route.bodyFormats ?? ['json'];
       operation.requestBody = {
         required: true,
-        content: { 'application/json': { schema: schema(route.body(limits)) } },
+        description:
+          'May be sent with Content-Encoding gzip, deflate, br or zstd; the size limit applies to the body as sent and as decoded.',
+        content: {
+          [MEDIA_TYPES.json]: { schema: schema(route.body(limits)) },
+          ...(formats.includes('ndjson') && {
+            [MEDIA_TYPES.ndjson]: {
+              schema: {
+                type: 'string',
+                description: `One RecordInput a line (at most ${limits.maxBatchRecords} lines): a batch, answered as one; errors name line n as /records/<n-1>.`,
+              },
+            },
+          }),
+        },
       };
     }
     if ((operation.parameters as unknown[]).length === 0) delete operation.parameters;

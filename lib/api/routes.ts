@@ -6,6 +6,7 @@
 import Joi from 'joi';
 import type { AccessGate } from '#lib/auth';
 import {
+  type BodyFormat,
   type BoundRoute,
   compilePath,
   type HttpRequest,
@@ -52,8 +53,13 @@ export interface RouteSpec extends RouteDefinition {
   readonly headers?: Readonly<Record<string, Joi.Schema>>;
   /** The JSON body, as a schema of the limits the service runs with. */
   readonly body?: (limits: RecordSchemaLimits) => Joi.Schema;
+  /** How the body may be written (default JSON only); NDJSON carries one element of `records` a line. */
+  readonly bodyFormats?: readonly BodyFormat[];
   readonly responses: Readonly<Record<number, ResponseSpec>>;
 }
+
+/** A POST /data body: one record or `{records}` as JSON, or the records as NDJSON. */
+export const INGEST_BODY_FORMATS: readonly BodyFormat[] = ['json', 'ndjson'];
 
 const idParameter = Joi.string()
   .pattern(/^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$/)
@@ -82,6 +88,7 @@ export const API_ROUTES = [
     access: 'write',
     summary: 'Store one record or a batch, atomically',
     headers: { 'Idempotency-Key': idempotencyKeySchema },
+    bodyFormats: INGEST_BODY_FORMATS,
     body: (limits) => {
       const { recordInput, batchInput } = recordSchemas(limits);
       return Joi.alternatives().try(recordInput, batchInput);
@@ -98,8 +105,11 @@ export const API_ROUTES = [
       409: {
         description: 'A request with the same Idempotency-Key is in flight, or a known id came with other content.',
       },
-      413: { description: 'The body is larger than the limit.' },
-      415: { description: 'The body is not application/json.' },
+      413: { description: 'The body is larger than the limit, as sent or once decoded.' },
+      415: {
+        description:
+          'The body is neither application/json nor application/x-ndjson, or its Content-Encoding is not one of gzip, deflate, br, zstd.',
+      },
       422: { description: 'Validation failed (errors lists every field) or Idempotency-Key reused.' },
       429: RATE_LIMITED,
       503: UNAVAILABLE,

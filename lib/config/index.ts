@@ -127,6 +127,20 @@ const SETTINGS = {
     jwksCooldownSeconds: setting('AUTH_JWKS_COOLDOWN_SECONDS', int(1, 3_600).default(30)),
     jwksTimeoutMs: setting('AUTH_JWKS_TIMEOUT_MS', int(100, 60_000).default(2_000)),
   },
+  /** Origins whose pages may call the API from a browser (CORS): exact `scheme://host[:port]`, or `*`. */
+  cors: {
+    allowedOrigins: converted(
+      'CORS_ALLOWED_ORIGINS',
+      Joi.string()
+        .pattern(/^(\*|https?:\/\/[^\s/,]+)(,(\*|https?:\/\/[^\s/,]+))*$/)
+        .messages({
+          'string.pattern.base':
+            'CORS_ALLOWED_ORIGINS must be a comma-separated list of origins (https://app.example.com) or *',
+        }),
+      list,
+    ),
+    maxAgeSeconds: setting('CORS_MAX_AGE_SECONDS', int(0, 86_400).default(600)),
+  },
   /** Requests per caller (token subject) across pods; 0 turns the limit off. Not applied while AUTH_MODE=none. */
   rateLimit: {
     perSecond: setting('RATE_LIMIT_PER_SECOND', int(0, 10_000_000).default(1_000)),

@@ -1,4 +1,5 @@
-export { jsonBody } from './body.ts';
+export { type BodyFormat, bodyFormatOf, jsonBody, MEDIA_TYPES, parseJson, parseNdjson } from './body.ts';
+export { type CorsOptions, cors, NO_CORS } from './cors.ts';
 export { problemErrors } from './middlewares.ts';
 export {
   PROBLEM_TYPE_BASE,

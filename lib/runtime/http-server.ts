@@ -13,13 +13,14 @@ import {
   type HttpHandler,
   type HttpRequest,
   type HttpResponse,
+  header,
   problemResponse,
   requestIdOf,
 } from '#lib/http';
 import { activeTraceIds, type Logger, requestTraceContext, withRequestSpan } from '#lib/observability';
 import type { AccessLog, RequestSample } from './access-log.ts';
 import { createProbes } from './probes.ts';
-import { readBody } from './read-body.ts';
+import { bodyEncodingOf, readBody } from './read-body.ts';
 
 export interface RuntimeServerOptions {
   readonly handler: HttpHandler;
@@ -140,15 +141,23 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
       req.headers['content-length'] !== undefined ||
       req.headers['transfer-encoding'] !== undefined
     ) {
-      const body = await readBody(req, bodyLimitBytes);
-      if (body === undefined) {
-        const tooLarge = new AppError('payload-too-large', `The body exceeds the limit of ${bodyLimitBytes} bytes.`);
-        return rejectBody(
-          req,
-          res,
-          request,
-          problemResponse(tooLarge, { requestId: request.requestId, instance: path }),
-        );
+      // Refused before it is read (an unsupported encoding), while it is read (past the cap, as sent or as
+      // decoded) or once read (not valid in its encoding): the rest is drained, never parsed as a next request.
+      const refuse = (error: AppError) =>
+        rejectBody(req, res, request, problemResponse(error, { requestId: request.requestId, instance: path }));
+      let body: Buffer | undefined;
+      try {
+        const encoding = bodyEncodingOf(header(request, 'content-encoding'));
+        body = await readBody(req, bodyLimitBytes, encoding);
+        if (body === undefined) {
+          const decoded = encoding === undefined ? '' : ' (sent or decoded)';
+          return refuse(
+            new AppError('payload-too-large', `The body exceeds the limit of ${bodyLimitBytes} bytes${decoded}.`),
+          );
+        }
+      } catch (error) {
+        if (error instanceof AppError) return refuse(error);
+        throw error;
       }
       request.body = body;
     }

@@ -74,6 +74,7 @@ describe('loadConfig', () => {
         jwksCooldownSeconds: 30,
         jwksTimeoutMs: 2_000,
       },
+      cors: { allowedOrigins: [], maxAgeSeconds: 600 },
       rateLimit: { perSecond: 1_000, burst: 2_000, burstWindowSeconds: 10 },
       redis: undefined,
       cache: {
