@@ -75,6 +75,8 @@ const SETTINGS = {
     host: setting('HOST', Joi.string().hostname().default('0.0.0.0')),
     port: setting('PORT', Joi.number().port().default(8080)),
     bodyLimitBytes: setting('BODY_LIMIT_BYTES', int(1024, 64 * 1024 * 1024).default(1024 * 1024)),
+    /** Answers this large and larger (list pages; never a record, which has an ETag) go out compressed; 0: never. */
+    compressMinBytes: setting('RESPONSE_COMPRESSION_MIN_BYTES', int(0, 64 * 1024 * 1024).default(8 * 1024)),
     /** Above Knative queue-proxy's 90 s idle timeout, or it reuses sockets we already closed (knative/serving#12414). */
     keepAliveTimeoutMs: setting('KEEP_ALIVE_TIMEOUT_MS', int(1_000, 3_600_000).default(95_000)),
     headersTimeoutMs: setting('HEADERS_TIMEOUT_MS', int(1_000, 600_000).default(10_000)),

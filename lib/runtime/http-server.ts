@@ -19,6 +19,7 @@ import {
 } from '#lib/http';
 import { activeTraceIds, type Logger, requestTraceContext, withRequestSpan } from '#lib/observability';
 import type { AccessLog, RequestSample } from './access-log.ts';
+import { compressResponse } from './compress-response.ts';
 import { createProbes } from './probes.ts';
 import { bodyEncodingOf, readBody } from './read-body.ts';
 
@@ -27,6 +28,8 @@ export interface RuntimeServerOptions {
   readonly logger: Logger;
   readonly functionName: string;
   readonly bodyLimitBytes: number;
+  /** Answers at least this large (and without an ETag) are compressed for clients that accept it; 0: never. */
+  readonly compressMinBytes?: number;
   readonly keepAliveTimeoutMs: number;
   readonly headersTimeoutMs: number;
   readonly requestTimeoutMs: number;
@@ -55,6 +58,7 @@ const NO_BODY_STATUS = new Set([204, 304]);
 /** Creates (but does not start) the HTTP server of one function. */
 export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServer {
   const { handler, logger, bodyLimitBytes, observe, accessLog } = options;
+  const compressMinBytes = options.compressMinBytes ?? 0;
   const probes = createProbes(options.readiness);
   // middy's types ask for a Lambda context; one frozen object per process stands for it (nothing reads it).
   const context = Object.freeze({ functionName: options.functionName }) as FunctionContext;
@@ -177,7 +181,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
         return answer;
       },
     );
-    send(res, request, response);
+    send(res, request, await compressResponse(response, header(request, 'accept-encoding'), compressMinBytes));
   }
 
   function send(res: ServerResponse, request: HttpRequest, response: HttpResponse): void {

@@ -170,3 +170,40 @@ describe('NDJSON bodies', () => {
     );
   });
 });
+
+describe('compressed answers', () => {
+  it('compresses a large list page for a client that accepts br or gzip, and never a record (it has an ETag)', async () => {
+    const source = uniqueSource('gzip-out');
+    const records = Array.from({ length: 100 }, (_, n) => ({
+      ...record(source, n),
+      payload: { n, text: 'x'.repeat(200) },
+    }));
+    expect((await post(Buffer.from(JSON.stringify({ records })), JSON_TYPE)).status).toBe(201);
+    const url = new URL(`${app.queryUrl}/data?source=${source}`);
+    const raw = (accept: string | undefined, path = `${url.pathname}${url.search}`) =>
+      new Promise<{ headers: Record<string, string | string[] | undefined>; body: Buffer }>(async (resolve, reject) => {
+        const headers = await withToken(accept === undefined ? {} : { 'accept-encoding': accept });
+        const req = request({ host: url.hostname, port: url.port, path, headers }, (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const plain = await raw(undefined);
+    expect(plain.headers['content-encoding']).toBeUndefined();
+    expect(plain.headers.vary).toContain('Accept-Encoding');
+    const br = await raw('gzip, deflate, br');
+    expect(br.headers['content-encoding']).toBe('br');
+    expect(zlib.brotliDecompressSync(br.body).equals(plain.body)).toBe(true);
+    expect(br.body.length).toBeLessThan(plain.body.length / 4);
+    const gz = await raw('gzip;q=1, br;q=0');
+    expect(gz.headers['content-encoding']).toBe('gzip');
+    expect(zlib.gunzipSync(gz.body).equals(plain.body)).toBe(true);
+    expect((await raw('identity')).headers['content-encoding']).toBeUndefined();
+    const one = await raw('gzip, br', `/data/${records[0]?.id}`);
+    expect(one.headers['content-encoding']).toBeUndefined();
+    expect(one.headers.etag).toBeDefined();
+  });
+});

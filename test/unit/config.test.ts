@@ -48,6 +48,7 @@ describe('loadConfig', () => {
         host: '0.0.0.0',
         port: 8080,
         bodyLimitBytes: 1024 * 1024,
+        compressMinBytes: 8 * 1024,
         keepAliveTimeoutMs: 95_000,
         headersTimeoutMs: 10_000,
         requestTimeoutMs: 30_000,
