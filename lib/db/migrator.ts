@@ -4,6 +4,7 @@ import * as outbox0002 from './migrations/0002-outbox.ts';
 import * as queryIndexes0003 from './migrations/0003-query-indexes.ts';
 import * as readyJson0004 from './migrations/0004-ready-json.ts';
 import * as findRecord0005 from './migrations/0005-find-record.ts';
+import * as outboxDeadLetter0008 from './migrations/0008_outbox_dead_letter.ts';
 
 interface Migration {
   up(db: Knex): Promise<void>;
@@ -17,6 +18,8 @@ const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [
   ['0003-query-indexes', queryIndexes0003],
   ['0004-ready-json', readyJson0004],
   ['0005-find-record', findRecord0005],
+  // 0006 and 0007 are reserved for changes on other branches; 0008 does not depend on them.
+  ['0008_outbox_dead_letter', outboxDeadLetter0008],
 ];
 
 const source: Knex.MigrationSource<readonly [string, Migration]> = {
