@@ -67,7 +67,7 @@ describe('loadConfig', () => {
       kafka: undefined,
       relay: {
         enabled: true,
-        batchSize: 500,
+        batchSize: 2_000,
         batchBytes: 4 * 1024 * 1024,
         maxRequestBytes: undefined,
         pollIntervalMs: 100,
