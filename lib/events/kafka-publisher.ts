@@ -269,12 +269,28 @@ export function createKafkaPublisher({
   logger,
 }: KafkaPublisherOptions): EventPublisher & { status(): KafkaPublisherStatus } {
   const kafka = createKafkaClient({ config, logger });
-  const producer: Producer = kafka.producer({
-    idempotent: true,
-    maxInFlightRequests: 1,
-    allowAutoTopicCreation: false,
-    createPartitioner: Partitioners.DefaultPartitioner,
-  });
+  const newProducer = (): Producer =>
+    kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      allowAutoTopicCreation: false,
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+  let producer = newProducer();
+  /**
+   * After a failed send the idempotent session cannot be trusted: kafkajs rolls its sequence numbers back even when
+   * the broker may have appended the batch (a timeout, a leader lost mid-request), and the next send then hits
+   * OUT_OF_ORDER_SEQUENCE_NUMBER forever (tulios/kafkajs#598; seen here when one of three brokers was killed), or,
+   * worse, reuses a written batch's sequence range for other events, which the broker would drop as duplicates.
+   * A fresh producer gets a new producer id; the relay re-sends what was not acknowledged (at least once: consumers
+   * dedupe by key).
+   */
+  const resetProducer = () => {
+    const old = producer;
+    producer = newProducer();
+    ready = undefined;
+    void old.disconnect().catch(() => undefined);
+  };
   const partitioner = Partitioners.DefaultPartitioner();
   let ready: Promise<void> | undefined;
   let topic: { state: TopicState; at: number } | undefined;
@@ -345,9 +361,10 @@ export function createKafkaPublisher({
           for (const { index } of batch) acknowledged.push(index);
         } catch (error) {
           if (!isMessageTooLarge(error)) throw error;
-          // The plan said it fits: the topic's limit was lowered since we read it, or a proxy counts otherwise.
-          // Split until the broker takes it; a message refused alone is a dead letter. Order within a partition
-          // holds: the halves go one after the other. Re-read the limit before the next publish.
+          // A clean refusal: the same partition batches go again with the same sequence numbers, which the broker
+          // dedupes for partitions it had appended. The plan said it fits: the topic's limit was lowered since we
+          // read it, or a proxy counts otherwise. Split until the broker takes it; a message refused alone is a dead
+          // letter. Order within a partition holds: the halves go one after the other. Re-read the limit next time.
           tooLargeSplits++;
           if (topic !== undefined) topic.at = 0;
           if (batch.length === 1) {
@@ -367,6 +384,7 @@ export function createKafkaPublisher({
       try {
         for (const wave of plan.waves) await send(wave);
       } catch (error) {
+        resetProducer();
         if (acknowledged.length > 0 || tooLarge.length > 0) {
           throw new PartialPublishError({ acknowledged, tooLarge }, error);
         }
