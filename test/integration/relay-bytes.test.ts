@@ -6,6 +6,8 @@
  *   the oversize event lands in `outbox_dead_letter`, every other event is on the topic exactly once (ids
  *   compared), and no send was refused as too large (the size plan never undershoots the broker).
  * - Several events of one record id leave in outbox order, on one partition, through many small sends.
+ * - The store's claim stops at its byte bound (or row bound) in SQL, and a publish that failed half-way deletes what
+ *   the broker acknowledged and files the dead letters before it releases the rest.
  * - The topic's durability settings are created and verified against the real (single) broker: it says what it
  *   would require at replication ≥ 3 and does not fail.
  */
@@ -14,7 +16,14 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { type Admin, ConfigResourceTypes, type Consumer, Kafka, logLevel } from 'kafkajs';
 import { pino } from 'pino';
 import { createOutboxRepository, type Database } from '#lib/db';
-import { createKafkaClient, createKafkaPublisher, createOutboxRelay, prepareTopic } from '#lib/events';
+import {
+  createKafkaClient,
+  createKafkaPublisher,
+  createOutboxRelay,
+  type OutboxEntry,
+  PartialRelayError,
+  prepareTopic,
+} from '#lib/events';
 import { createSilentLogger } from '#lib/observability';
 import { postJson, startTestApp, testConfig, testKafkaConfig, uniqueSource } from '../support/app.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
@@ -227,6 +236,66 @@ describe('events of one record id', () => {
       await app.close();
     }
   }, 120_000);
+});
+
+describe('the outbox store', () => {
+  it('claims by rows and by bytes, says when a limit stopped it, and settles a half-failed publish', async () => {
+    const app = await startTestApp({ databaseUrl: database?.url ?? '' });
+    try {
+      const store = createOutboxRepository(app.db);
+      const recordId = randomUUID();
+      // Ten events of exactly 1,000 bytes each, and one of 9,000.
+      await app.db.raw(
+        `INSERT INTO outbox (record_id, event) SELECT ?, repeat('e', CASE WHEN g = 11 THEN 9000 ELSE 1000 END)
+         FROM generate_series(1, 11) AS g ORDER BY g`,
+        [recordId],
+      );
+      const seen: OutboxEntry[][] = [];
+      const ackAll = async (entries: readonly OutboxEntry[]) => {
+        seen.push([...entries]);
+        return { acknowledged: entries.map((e) => e.id), deadLetters: [] };
+      };
+      // The claim holds rows while the bytes before them are under the bound: 0, 1,000, 2,000, 3,000 < 3,500.
+      expect(await store.relayBatch({ rows: 100, bytes: 3_500 }, ackAll)).toEqual({
+        claimed: 4,
+        full: true,
+        published: 4,
+        deadLettered: 0,
+      });
+      expect(await store.relayBatch({ rows: 2, bytes: 1_000_000 }, ackAll)).toMatchObject({ claimed: 2, full: true });
+      // A half-failed publish: two acknowledged, one too large, the rest released for the next round.
+      const failure = await store
+        .relayBatch({ rows: 3, bytes: 1_000_000 }, async (entries) => {
+          const [a, b, c] = entries as [OutboxEntry, OutboxEntry, OutboxEntry];
+          throw new PartialRelayError(
+            { acknowledged: [a.id, b.id], deadLetters: [{ entry: c, bytes: 1_100, reason: 'test' }] },
+            new Error('broker lost'),
+          );
+        })
+        .catch((error: unknown) => error);
+      expect(failure).toBeInstanceOf(PartialRelayError);
+      expect(await outboxRows(app.db)).toBe(11 - 4 - 2 - 3);
+      const dead = await app.db.raw('SELECT bytes, reason FROM outbox_dead_letter WHERE record_id = ?', [recordId]);
+      expect(dead.rows).toEqual([{ bytes: 1_100, reason: 'test' }]);
+      // A rejection releases everything; an event alone above the bound is still claimed (alone).
+      await expect(
+        store.relayBatch({ rows: 100, bytes: 500 }, async () => Promise.reject(new Error('down'))),
+      ).rejects.toThrow('down');
+      expect(await store.relayBatch({ rows: 100, bytes: 500 }, ackAll)).toMatchObject({ claimed: 1, full: true });
+      expect(seen.at(-1)?.map((e) => e.event.length)).toEqual([1_000]);
+      // The last round reaches the end of the outbox: not full.
+      expect(await store.relayBatch({ rows: 100, bytes: 1_000_000 }, ackAll)).toEqual({
+        claimed: 1,
+        full: false,
+        published: 1,
+        deadLettered: 0,
+      });
+      expect(seen.at(-1)?.map((e) => e.event.length)).toEqual([9_000]);
+      expect(await store.backlog()).toMatchObject({ rows: 0 });
+    } finally {
+      await app.close();
+    }
+  }, 30_000);
 });
 
 describe('topic durability on the real single broker', () => {
