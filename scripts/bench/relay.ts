@@ -9,14 +9,19 @@
  *
  * RELAY_BATCH_SIZE, RELAY_BATCH_BYTES and RELAY_MAX_REQUEST_BYTES in the environment override the deployed values;
  * BENCH_RELAY_TIMEOUT_SECONDS (300) bounds the wait (`--dist` of an older build shows a backlog that never drains).
+ * BENCH_RELAY_PROFILE=1 runs ingest under `node --cpu-prof` and prints its busy time during the drain by module, in
+ * µs per event (bench-results/profile-relay.cpuprofile keeps the raw profile).
  */
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
-import { sleep } from '../processes.ts';
+import { ROOT, sleep } from '../processes.ts';
 import { kafka } from '../services/kafka.ts';
 import { measure } from './cost.ts';
-import { intEnv, runBench, say } from './lifecycle.ts';
-import { round } from './report.ts';
+import { analyse, type CpuProfile } from './cpu-profile.ts';
+import { DIST, intEnv, runBench, say } from './lifecycle.ts';
+import { formatTable, round } from './report.ts';
 
 const EVENTS = intEnv('BENCH_RELAY_EVENTS', 40_000);
 const OVERSIZE = Number(process.env.BENCH_RELAY_OVERSIZE ?? 1);
@@ -25,6 +30,9 @@ const PER_BATCH = 1_000;
 const CLIENTS = 2;
 const PAYLOAD = { text: 'x'.repeat(880), n: 1 };
 const RELAY_OVERRIDES = ['RELAY_BATCH_SIZE', 'RELAY_BATCH_BYTES', 'RELAY_MAX_REQUEST_BYTES'] as const;
+const PROFILE = process.env.BENCH_RELAY_PROFILE === '1';
+/** The clock of V8's CPU profiles (CLOCK_MONOTONIC, µs), so the drain window can be cut out of one. */
+const nowUs = () => Number(process.hrtime.bigint() / 1000n);
 
 await runBench({
   name: 'relay',
@@ -33,6 +41,7 @@ await runBench({
     const overrides = Object.fromEntries(
       RELAY_OVERRIDES.flatMap((name) => (process.env[name] ? [[name, process.env[name]]] : [])),
     );
+    const profileDir = join(ctx.tmp, 'cpu-profile');
     const ingest = await ctx.startBundle(
       'ingest',
       ctx.functionEnv({
@@ -40,6 +49,7 @@ await runBench({
         RECORD_PAYLOAD_MAX_BYTES: String(2 * 1024 * 1024),
         ...overrides,
       }),
+      PROFILE ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-interval=250'] } : {},
     );
     const db = new pg.Client({ connectionString: ctx.databaseUrl });
     await db.connect();
@@ -92,11 +102,19 @@ await runBench({
       await kafka.up();
       const back = performance.now();
       let first = 0;
+      let firstUs = 0;
+      let emptyUs = 0;
       const cost = await measure([ingest.process.pid], async () => {
         for (;;) {
           const left = await outbox();
-          if (first === 0 && left < backlog) first = performance.now();
-          if (left === 0) return performance.now();
+          if (first === 0 && left < backlog) {
+            first = performance.now();
+            firstUs = nowUs();
+          }
+          if (left === 0) {
+            emptyUs = nowUs();
+            return performance.now();
+          }
           if (performance.now() - back > TIMEOUT_SECONDS * 1000) {
             throw new Error(`the backlog did not drain within ${TIMEOUT_SECONDS} s: ${left} of ${backlog} events left`);
           }
@@ -144,6 +162,25 @@ await runBench({
         relay_process_peak_rss_mib: round(cost.peakRssMiB, 0),
       };
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      if (PROFILE) {
+        await ingest.process.stop(25_000); // the profile is written at exit
+        const file = existsSync(profileDir)
+          ? readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'))
+          : undefined;
+        if (file === undefined) throw new Error('ingest wrote no CPU profile');
+        mkdirSync(join(ROOT, 'bench-results'), { recursive: true });
+        copyFileSync(join(profileDir, file), join(ROOT, 'bench-results', 'profile-relay.cpuprofile'));
+        const profile = JSON.parse(readFileSync(join(profileDir, file), 'utf8')) as CpuProfile;
+        const { byModule } = analyse(profile, firstUs, emptyUs, DIST);
+        const modules = [...byModule].filter(([m]) => m !== '(idle)' && m !== '(root)').sort((a, b) => b[1] - a[1]);
+        const busy = modules.reduce((sum, [, us]) => sum + us, 0);
+        process.stdout.write(
+          `\nRelay (ingest main thread) busy time during the drain by module, ${round(busy / drained, 1)} µs/event:\n${formatTable(
+            ['module', 'busy', 'µs/event'],
+            modules.slice(0, 15).map(([m, us]) => [m, `${((us / busy) * 100).toFixed(1)}%`, (us / drained).toFixed(1)]),
+          )}\n`,
+        );
+      }
       return result;
     } finally {
       await db.end();
