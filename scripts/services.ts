@@ -4,7 +4,9 @@
  * - PostgreSQL from Debian's package, 127.0.0.1:25432 (SERVICES_PG_PORT);
  * - Redis from Debian's `redis-server`, 127.0.0.1:26379 (SERVICES_REDIS_PORT);
  * - Apache Kafka 4.1 (KRaft, single node) from Maven Central's jars on the machine's Java 17,
- *   127.0.0.1:29092 (SERVICES_KAFKA_PORT), jars cached in `.cache/kafka/lib`.
+ *   127.0.0.1:29092 (SERVICES_KAFKA_PORT), jars cached in `.cache/kafka/lib`;
+ * - only when named (`up kafka-cluster`): three Kafka brokers, 127.0.0.1:29192–29194 (SERVICES_KAFKA_CLUSTER_PORT;
+ *   controllers on the next three ports).
  * The ports sit below Linux's ephemeral range (32768–60999): a port inside it can be taken, while its service
  * is stopped by a fault test, by any outgoing connection's local port (or a client's self-connect), and the
  * restart then fails with "address already in use" — which happened to Kafka at 59192.
@@ -18,21 +20,24 @@
  * `up` prints the settings as `export NAME=value` lines on stdout (logs go to stderr), so
  * `eval "$(npm run -s services:up)"` configures a shell.
  */
-import { kafka } from './services/kafka.ts';
+import { kafka, kafkaCluster } from './services/kafka.ts';
 import { postgres } from './services/postgres.ts';
 import { redis } from './services/redis.ts';
 import { log, type Service, type Settings } from './services/service.ts';
 
 const ALL: readonly Service[] = [postgres, redis, kafka];
+/** Started only when named: three JVMs are too much to start for every test run (test/fault/kafka-cluster.test.ts). */
+const ON_REQUEST: readonly Service[] = [kafkaCluster];
 const ALIASES: Record<string, string> = { pg: 'postgres', postgresql: 'postgres' };
 
 function select(names: string[]): readonly Service[] {
   if (names.length === 0) return ALL;
+  const known = [...ALL, ...ON_REQUEST];
   const wanted = new Set(names.map((n) => ALIASES[n.toLowerCase()] ?? n.toLowerCase()));
-  const unknown = [...wanted].filter((n) => !ALL.some((s) => s.name === n));
+  const unknown = [...wanted].filter((n) => !known.some((s) => s.name === n));
   if (unknown.length > 0)
-    throw new Error(`unknown service ${unknown.join(', ')}; use ${ALL.map((s) => s.name).join(', ')}`);
-  return ALL.filter((s) => wanted.has(s.name));
+    throw new Error(`unknown service ${unknown.join(', ')}; use ${known.map((s) => s.name).join(', ')}`);
+  return known.filter((s) => wanted.has(s.name));
 }
 
 /** Runs `task` for every service (concurrently where they wait) and fails, after all have finished, if any did. */

@@ -74,7 +74,10 @@ export function createIngestApp(config: ServiceConfig, clients: IngestClients, l
   if (cache) metrics.cache(cache.stats);
   if (relay) {
     metrics.dependency('kafka', () => relay.status().brokerReachable);
-    metrics.relay(() => ({ published: relay.status().eventsPublished, errors: relay.status().publishErrors }));
+    metrics.relay(() => {
+      const { eventsPublished, publishErrors, eventsDeadLettered } = relay.status();
+      return { published: eventsPublished, errors: publishErrors, deadLettered: eventsDeadLettered };
+    });
   }
   metrics.outbox(() => outbox.backlog());
 

@@ -21,7 +21,10 @@ const publisher = createKafkaPublisher({ config: config.kafka, logger });
 const relay = createOutboxRelay({ store: outbox, publisher, logger, ...config.relay });
 relay.start();
 metrics.dependency('kafka', () => relay.status().brokerReachable);
-metrics.relay(() => ({ published: relay.status().eventsPublished, errors: relay.status().publishErrors }));
+metrics.relay(() => {
+  const { eventsPublished, publishErrors, eventsDeadLettered } = relay.status();
+  return { published: eventsPublished, errors: publishErrors, deadLettered: eventsDeadLettered };
+});
 metrics.outbox(() => outbox.backlog());
 metrics.pool('primary', () => poolStats(db));
 const postgres = createDatabaseProbe(db);

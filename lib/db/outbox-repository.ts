@@ -1,42 +1,101 @@
 import type { Knex } from 'knex';
-import type { OutboxEntry, OutboxStore } from '#lib/events';
+import { type OutboxEntry, type OutboxStore, PartialRelayError, type RelayOutcome } from '#lib/events';
 import { guardDatabase } from './errors.ts';
+
+/**
+ * Locks up to `rows` rows in outbox order (skipping rows other relays hold), then keeps the prefix whose event
+ * text stays within the byte bound: a row is claimed while the bytes before it are below the bound, so a claim
+ * always holds at least one event and exceeds the bound by at most one. The window runs over the locked ids and
+ * sizes only (octet_length reads a TOASTed value's size without detoasting it); the event text is fetched for the
+ * claimed rows alone. FOR UPDATE cannot share a query level with a window function, hence the CTE. The locked rows
+ * past the bound stay locked until this transaction ends, which only makes other relays skip them for one round.
+ */
+const CLAIM = `
+  WITH locked AS (
+    SELECT id, octet_length(event) AS bytes FROM outbox ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED
+  ), sized AS (
+    SELECT id, bytes, sum(bytes) OVER (ORDER BY id) - bytes AS before, count(*) OVER () AS locked FROM locked
+  )
+  SELECT o.id::text AS id, o.record_id::text AS "recordId", o.event, o.trace, s.locked::int AS locked
+  FROM sized s JOIN outbox o ON o.id = s.id
+  WHERE s.before < ?
+  ORDER BY o.id`;
 
 /**
  * PostgreSQL side of the outbox relay. Rows are claimed with FOR UPDATE SKIP LOCKED inside a transaction that
  * stays open while the batch is published, so concurrent relays never publish the same row twice in normal
  * operation, and a relay that dies mid-publish releases its rows by rolling back (they are published again:
- * at least once).
+ * at least once). Acknowledged rows are deleted and dead letters moved to `outbox_dead_letter` in that same
+ * transaction.
  */
 export function createOutboxRepository(db: Knex): OutboxStore {
+  /** Deletes what the broker acknowledged and moves the dead letters, copying their rows inside PostgreSQL. */
+  const settle = async (trx: Knex.Transaction, outcome: RelayOutcome): Promise<void> => {
+    const { deadLetters } = outcome;
+    if (deadLetters.length > 0) {
+      await trx.raw(
+        `INSERT INTO outbox_dead_letter (outbox_id, created_at, record_id, event, trace, bytes, reason)
+         SELECT o.id, o.created_at, o.record_id, o.event, o.trace, d.bytes, d.reason
+         FROM unnest(?::bigint[], ?::int[], ?::text[]) AS d(id, bytes, reason) JOIN outbox o ON o.id = d.id
+         ON CONFLICT (outbox_id) DO NOTHING`,
+        [deadLetters.map((d) => d.entry.id), deadLetters.map((d) => d.bytes), deadLetters.map((d) => d.reason)],
+      );
+    }
+    const done = [...outcome.acknowledged, ...deadLetters.map((d) => d.entry.id)];
+    if (done.length > 0) await trx.raw('DELETE FROM outbox WHERE id = ANY(?::bigint[])', [done]);
+  };
+
   return {
-    relayBatch: (limit, publish) =>
-      guardDatabase(
+    relayBatch: async (limits, publish) => {
+      let partial: PartialRelayError | undefined;
+      const round = await guardDatabase(
         () =>
           db.transaction(async (trx) => {
-            const claimed = await trx.raw(
-              `SELECT id::text AS id, record_id::text AS "recordId", event, trace
-               FROM outbox ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED`,
-              [limit],
-            );
-            const entries = claimed.rows as OutboxEntry[];
-            if (entries.length === 0) return 0;
-            await publish(entries);
-            await trx.raw('DELETE FROM outbox WHERE id = ANY(?::bigint[])', [entries.map((e) => e.id)]);
-            return entries.length;
+            const claimed = await trx.raw(CLAIM, [limits.rows, limits.bytes]);
+            const rows = claimed.rows as Array<OutboxEntry & { locked: number }>;
+            const locked = rows[0]?.locked ?? 0;
+            const entries: OutboxEntry[] = rows.map(({ id, recordId, event, trace }) => ({
+              id,
+              recordId,
+              event,
+              trace,
+            }));
+            const full = locked === limits.rows || entries.length < locked;
+            if (entries.length === 0) return { claimed: 0, full: false, published: 0, deadLettered: 0 };
+            let outcome: RelayOutcome;
+            try {
+              outcome = await publish(entries);
+            } catch (error) {
+              if (!(error instanceof PartialRelayError)) throw error;
+              // Commit what the broker took; the failure is rethrown once the transaction is through.
+              await settle(trx, error.outcome);
+              partial = error;
+              return { claimed: entries.length, full, published: 0, deadLettered: 0 };
+            }
+            await settle(trx, outcome);
+            return {
+              claimed: entries.length,
+              full,
+              published: outcome.acknowledged.length,
+              deadLettered: outcome.deadLetters.length,
+            };
           }),
         'relay outbox batch',
-      ),
+      );
+      if (partial !== undefined) throw partial;
+      return round;
+    },
 
     backlog: () =>
       guardDatabase(async () => {
         const result = await db.raw(
           `SELECT count(*)::int AS rows,
-                  COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)) * 1000, 0)::float8 AS oldest_age_ms
+                  COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)) * 1000, 0)::float8 AS oldest_age_ms,
+                  (SELECT count(*)::int FROM outbox_dead_letter) AS dead_letters
            FROM outbox`,
         );
-        const row = (result.rows as Array<{ rows: number; oldest_age_ms: number }>)[0];
-        return { rows: row?.rows ?? 0, oldestAgeMs: row?.oldest_age_ms ?? 0 };
+        const row = (result.rows as Array<{ rows: number; oldest_age_ms: number; dead_letters: number }>)[0];
+        return { rows: row?.rows ?? 0, oldestAgeMs: row?.oldest_age_ms ?? 0, deadLetters: row?.dead_letters ?? 0 };
       }, 'outbox backlog'),
   };
 }

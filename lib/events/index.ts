@@ -1,6 +1,41 @@
-export { createKafkaClient, createKafkaPublisher, ensureTopic } from './kafka-publisher.ts';
+export {
+  createKafkaClient,
+  createKafkaPublisher,
+  DURABLE_REPLICATION,
+  durabilityFindings,
+  ensureTopic,
+  type KafkaPublisherStatus,
+  prepareTopic,
+  REQUIRED_MIN_INSYNC_REPLICAS,
+  readTopicState,
+  requiredTopicConfig,
+  type TopicDurability,
+  type TopicFinding,
+  type TopicState,
+} from './kafka-publisher.ts';
 export { createOutboxRelay, type OutboxRelay, type OutboxRelayOptions, type RelayStatus } from './outbox-relay.ts';
-export type { EventMessage, EventPublisher, OutboxEntry, OutboxStore } from './ports.ts';
+export {
+  type ClaimLimits,
+  type DeadLetter,
+  type EventMessage,
+  type EventPublisher,
+  type OutboxEntry,
+  type OutboxStore,
+  PartialPublishError,
+  PartialRelayError,
+  type PublishOptions,
+  type PublishResult,
+  type RelayOutcome,
+  type RelayRound,
+} from './ports.ts';
+export {
+  KAFKA_DEFAULT_MAX_MESSAGE_BYTES,
+  planProduce,
+  RECORD_BATCH_OVERHEAD,
+  recordSize,
+  type SizedMessage,
+  varintSize,
+} from './record-batch.ts';
 export {
   RECORD_CREATED,
   RECORD_EVENT_VERSION,

@@ -6,9 +6,9 @@ export interface Metrics {
   dependency(name: string, isUp: () => boolean): void;
   /** Registers the Redis cache: `dependency_up{redis}`, lookups by result and breaker state, read at scrape time. */
   cache(read: () => { hits: number; misses: number; errorsOrSkips: number; breaker: string; connected: boolean }): void;
-  /** Registers the outbox backlog, read (and cached) at scrape time. */
-  outbox(read: () => Promise<{ rows: number; oldestAgeMs: number }>): void;
-  relay(read: () => { published: number; errors: number }): void;
+  /** Registers the outbox backlog and the dead letters kept, read (and cached) at scrape time. */
+  outbox(read: () => Promise<{ rows: number; oldestAgeMs: number; deadLetters: number }>): void;
+  relay(read: () => { published: number; errors: number; deadLettered: number }): void;
   /** Registers the access gate's count of requests refused by the per-caller rate limit. */
   rateLimited(read: () => number): void;
   /** Records one finished HTTP request (route is a template: bounded cardinality). */
@@ -134,9 +134,9 @@ export function createMetrics(labels: { service: string; revision: string }): Me
       });
     },
     outbox(read) {
-      let last = { rows: 0, oldestAgeMs: 0 };
+      let last = { rows: 0, oldestAgeMs: 0, deadLetters: 0 };
       let refreshed: { at: number; done: Promise<void> } | undefined;
-      // Both gauges are collected in parallel by one scrape; they share one query per second.
+      // The gauges are collected in parallel by one scrape; they share one query per second.
       const refresh = (): Promise<void> => {
         if (refreshed === undefined || Date.now() - refreshed.at > 1_000) {
           refreshed = {
@@ -169,6 +169,15 @@ export function createMetrics(labels: { service: string; revision: string }): Me
           this.set(last.oldestAgeMs / 1000);
         },
       });
+      new Gauge({
+        name: `${PREFIX}outbox_dead_letter_rows`,
+        help: 'Events kept in outbox_dead_letter: each alone exceeds the topic max.message.bytes and never reached Kafka.',
+        registers: [registry],
+        async collect() {
+          await refresh();
+          this.set(last.deadLetters);
+        },
+      });
     },
     relay(read) {
       new Counter({
@@ -178,6 +187,15 @@ export function createMetrics(labels: { service: string; revision: string }): Me
         collect() {
           this.reset();
           this.inc(read().published);
+        },
+      });
+      new Counter({
+        name: `${PREFIX}events_dead_lettered_total`,
+        help: 'Record events moved to outbox_dead_letter because alone they exceed the topic max.message.bytes.',
+        registers: [registry],
+        collect() {
+          this.reset();
+          this.inc(read().deadLettered);
         },
       });
       new Counter({

@@ -2,12 +2,21 @@
  * Fault a — Kafka down at write time (invariant 2): the ingest bundle starts while the broker is stopped, accepts
  * every record (201, latency unhurt: the outbox decouples writes from Kafka), and once the broker is back its
  * relay publishes every acknowledged record's event. Counted with a consumer on a topic of this run only.
+ *
+ * Fault b — issue 12's outage: 40 batches of 1,000 records of ≈ 900-byte payloads (≈ 44 MiB of events, every
+ * batch alone above the broker's 1 MiB `message.max.bytes`) and one event that alone exceeds it, written while
+ * Kafka is stopped. Once it is back the backlog drains completely (invariants 2 and 6): the oversize event is in
+ * `outbox_dead_letter`, every other event is on the topic exactly once (ids compared, messages counted).
  */
+import { randomUUID } from 'node:crypto';
 import { afterAll, expect, it } from '@jest/globals';
+import { createDatabase } from '#lib/db';
+import { createPrivateDatabase } from '../support/private-database.ts';
 import type { SpawnedProcess } from '../support/processes.ts';
 import {
   type Bundle,
   consumeRecordIds,
+  eventually,
   latencySummary,
   missing,
   percentile,
@@ -16,6 +25,7 @@ import {
   restoreServices,
   runClients,
   runId,
+  scrapeMetrics,
   services,
   startBundle,
   waitForTopic,
@@ -109,4 +119,100 @@ it('a. Kafka stopped: every record is acknowledged at once, and every event reac
   expect(percentile(down.latencies, 50)).toBeLessThan(percentile(up.latencies, 50) * 2 + 25);
   expect(up.failures).toEqual([]);
   expect(missing(up.acknowledged, upDelivered.seen)).toEqual([]);
+  // Its relay would take the outbox rows of whatever runs next on this database.
+  await ingest.proc.kill();
 }, 240_000);
+
+it('b. Kafka stopped under 40 batches of 1,000 records and one oversize event: the backlog drains completely', async () => {
+  const brokers = requireEnv('KAFKA_BROKERS');
+  const topic = `fault.b.${RUN}`;
+  const source = `fault.b.${RUN}`;
+  const payload = { text: 'x'.repeat(880), n: 1 };
+  // A database of its own: no other relay may take (or add to) these outbox rows.
+  const database = await createPrivateDatabase('fb');
+  const ids: string[] = [];
+  const oversizeId = randomUUID();
+  let ingest: Bundle | undefined;
+  let kafkaBackAt = 0;
+  try {
+    try {
+      await services('down', 'kafka');
+      ingest = await startBundle(
+        'ingest',
+        {
+          DATABASE_URL: database.url,
+          KAFKA_BROKERS: brokers,
+          KAFKA_TOPIC: topic,
+          K_SERVICE: `fault-b-${RUN}`,
+          LOG_LEVEL: 'warn',
+          BODY_LIMIT_BYTES: String(3 * 1024 * 1024),
+          RECORD_PAYLOAD_MAX_BYTES: String(2 * 1024 * 1024),
+        },
+        spawned,
+      );
+      const url = ingest.url;
+      const post = async (body: unknown) => {
+        const response = await fetch(`${url}/data`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(30_000),
+        });
+        expect(response.status).toBe(201);
+      };
+      let batches = 0;
+      await runClients(
+        2,
+        () => batches >= 40,
+        async () => {
+          const n = batches++;
+          const records = Array.from({ length: 1_000 }, () => ({ id: randomUUID(), source, type: 'fault', payload }));
+          ids.push(...records.map((r) => r.id));
+          await post({ records });
+          if (n === 20) await post({ id: oversizeId, source, type: 'fault', payload: { blob: 'y'.repeat(1_200_000) } });
+        },
+      );
+    } finally {
+      await services('up', 'kafka');
+      kafkaBackAt = performance.now();
+    }
+    expect(ids).toHaveLength(40_000);
+
+    await waitForTopic(topic, DELIVERY_BUDGET_MS);
+    const delivered = await consumeRecordIds(topic, new Set(ids), DELIVERY_BUDGET_MS * 2);
+    const drainedAfterMs = performance.now() - kafkaBackAt;
+    const lost = missing(ids, delivered.seen);
+    console.log(
+      `fault kafka-down backlog: ${ids.length} acknowledged, ${delivered.seen.size} found, ${lost.length} lost, ` +
+        `${delivered.messages} messages on the topic; all on Kafka ${(drainedAfterMs / 1000).toFixed(1)} s after it was back`,
+    );
+    expect(lost).toEqual([]);
+    // Exactly the acknowledged events: no duplicates, and not the oversize one.
+    expect(delivered.messages).toBe(ids.length);
+
+    const db = createDatabase({
+      url: database.url,
+      poolMax: 1,
+      connectTimeoutMs: 2_000,
+      statementTimeoutMs: 10_000,
+      applicationName: 'fault-tests',
+    });
+    try {
+      await eventually('the outbox to empty', 10_000, async () => {
+        const left = await db.raw('SELECT count(*)::int AS n FROM outbox');
+        return (left.rows as Array<{ n: number }>)[0]?.n === 0;
+      });
+      const dead = await db.raw('SELECT record_id::text AS id, bytes FROM outbox_dead_letter');
+      const rows = dead.rows as Array<{ id: string; bytes: number }>;
+      expect(rows.map((r) => r.id)).toEqual([oversizeId]);
+      expect(rows[0]?.bytes).toBeGreaterThan(1_048_588);
+      const scraped = await scrapeMetrics(ingest?.url ?? '');
+      expect(scraped).toMatch(/^data_service_events_dead_lettered_total\{[^}]*\} 1$/m);
+    } finally {
+      await db.destroy();
+    }
+  } finally {
+    await ingest?.proc.kill();
+    await database.drop();
+  }
+}, 300_000);

@@ -25,7 +25,7 @@ import {
   withTimeout,
 } from '../support/processes.ts';
 
-export type ServiceName = 'postgres' | 'redis' | 'kafka';
+export type ServiceName = 'postgres' | 'redis' | 'kafka' | 'kafka-cluster';
 
 /** Runs `scripts/services.ts <command> <service>` without blocking the event loop; rejects on failure or timeout. */
 export async function services(command: 'up' | 'down', service: ServiceName, timeoutMs = 90_000): Promise<number> {
@@ -206,10 +206,10 @@ export async function scrapeMetrics(baseUrl: string): Promise<string> {
   return response.text();
 }
 
-function kafkaClient(logs: string[]): Kafka {
+function kafkaClient(logs: string[], brokers = requireEnv('KAFKA_BROKERS')): Kafka {
   return new Kafka({
     clientId: 'fault-tests',
-    brokers: requireEnv('KAFKA_BROKERS').split(','),
+    brokers: brokers.split(','),
     connectionTimeout: 3_000,
     requestTimeout: 10_000,
     // Generous: right after a broker restart the group coordinator answers "coordinator is loading" for a while.
@@ -223,10 +223,10 @@ function kafkaClient(logs: string[]): Kafka {
   });
 }
 
-/** Waits until `topic` exists on the broker (the ingest function's relay creates it). */
-export async function waitForTopic(topic: string, timeoutMs: number): Promise<void> {
+/** Waits until `topic` exists on the broker (the ingest function's relay creates it); `brokers` default KAFKA_BROKERS. */
+export async function waitForTopic(topic: string, timeoutMs: number, brokers?: string): Promise<void> {
   const logs: string[] = [];
-  const admin = kafkaClient(logs).admin();
+  const admin = kafkaClient(logs, brokers).admin();
   try {
     await withTimeout(admin.connect(), timeoutMs, () => `could not connect to Kafka: ${logs.slice(-5).join('; ')}`);
     await eventually(
@@ -248,10 +248,11 @@ export async function consumeRecordIds(
   topic: string,
   wanted: ReadonlySet<string>,
   timeoutMs: number,
+  brokers?: string,
 ): Promise<{ seen: Set<string>; messages: number; ms: number; logs: string[] }> {
   const started = performance.now();
   const logs: string[] = [];
-  const consumer = kafkaClient(logs).consumer({ groupId: `fault-tests.${topic}.${runId()}` });
+  const consumer = kafkaClient(logs, brokers).consumer({ groupId: `fault-tests.${topic}.${runId()}` });
   const seen = new Set<string>();
   let messages = 0;
   let complete: () => void = () => undefined;

@@ -102,6 +102,8 @@ export const TEST_CACHE_CONFIG: CacheConfig = {
 
 export const TEST_RELAY_CONFIG: Omit<RelayConfig, 'enabled'> = {
   batchSize: 100,
+  batchBytes: 4 * 1024 * 1024,
+  maxRequestBytes: undefined,
   pollIntervalMs: 100,
   maxBackoffMs: 1_000,
 };
@@ -182,6 +184,8 @@ function envOf(
       KAFKA_TOPIC_PARTITIONS: String(options.kafka.partitions ?? 3),
       KAFKA_CLIENT_ID: 'data-service-tests',
       RELAY_BATCH_SIZE: String(relay.batchSize),
+      RELAY_BATCH_BYTES: String(relay.batchBytes),
+      RELAY_MAX_REQUEST_BYTES: relay.maxRequestBytes === undefined ? undefined : String(relay.maxRequestBytes),
       RELAY_POLL_INTERVAL_MS: String(relay.pollIntervalMs),
       RELAY_MAX_BACKOFF_MS: String(relay.maxBackoffMs),
     }),

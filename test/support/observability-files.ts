@@ -43,9 +43,9 @@ export async function exportedMetricTypes(): Promise<Map<string, MetricType>> {
   metrics.pool('replica', () => ({ used: 1, free: 1, pending: 0, max: 2 }));
   for (const dependency of ['postgres', 'kafka']) metrics.dependency(dependency, () => true);
   metrics.cache(() => ({ hits: 1, misses: 1, errorsOrSkips: 0, breaker: 'closed', connected: true }));
-  metrics.relay(() => ({ published: 1, errors: 0 }));
+  metrics.relay(() => ({ published: 1, errors: 0, deadLettered: 0 }));
+  metrics.outbox(async () => ({ rows: 0, oldestAgeMs: 0, deadLetters: 0 }));
   metrics.rateLimited(() => 0);
-  metrics.outbox(async () => ({ rows: 0, oldestAgeMs: 0 }));
   metrics.observeRequest({ route: 'POST /data', method: 'POST', status: 201, durationSeconds: 0.01 });
   metrics.observeBatch(1, 1);
   return parseTypes(await metrics.registry.metrics());
