@@ -180,17 +180,20 @@ describe('compressed answers', () => {
     }));
     expect((await post(Buffer.from(JSON.stringify({ records })), JSON_TYPE)).status).toBe(201);
     const url = new URL(`${app.queryUrl}/data?source=${source}`);
-    const raw = (accept: string | undefined, path = `${url.pathname}${url.search}`) =>
-      new Promise<{ headers: Record<string, string | string[] | undefined>; body: Buffer }>(async (resolve, reject) => {
-        const headers = await withToken(accept === undefined ? {} : { 'accept-encoding': accept });
-        const req = request({ host: url.hostname, port: url.port, path, headers }, (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
-        });
-        req.on('error', reject);
-        req.end();
-      });
+    const raw = async (accept: string | undefined, path = `${url.pathname}${url.search}`) => {
+      const headers = await withToken(accept === undefined ? {} : { 'accept-encoding': accept });
+      return new Promise<{ headers: Record<string, string | string[] | undefined>; body: Buffer }>(
+        (resolve, reject) => {
+          const req = request({ host: url.hostname, port: url.port, path, headers }, (res) => {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }));
+          });
+          req.on('error', reject);
+          req.end();
+        },
+      );
+    };
     const plain = await raw(undefined);
     expect(plain.headers['content-encoding']).toBeUndefined();
     expect(plain.headers.vary).toContain('Accept-Encoding');
