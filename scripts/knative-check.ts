@@ -7,31 +7,44 @@
  * config-defaults), as the Knative webhook on that cluster would.
  *
  * The checker is the Go program in tools/knative-check (Knative Serving's own SetDefaults/Validate plus the
- * project rules). It is built with the machine's Go into .cache/bin/knative-check when missing or older than
- * its sources; the first build downloads its modules from the Go module proxy.
+ * project rules). It is built with the machine's Go into .cache/bin/knative-check-<hash of its sources> when
+ * missing; the first build downloads its modules from the Go module proxy.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { logger, ROOT } from './processes.ts';
 
 const SOURCE_DIR = join(ROOT, 'tools', 'knative-check');
-const BINARY = join(ROOT, '.cache', 'bin', 'knative-check');
 const CLUSTER_DIR = join(ROOT, 'knative', 'cluster');
 const OVERLAYS_DIR = join(ROOT, 'knative', 'overlays');
 
 const log = logger('knative:check');
 
-/** Newest modification time among the checker's sources (Go files, go.mod, go.sum). */
-function sourcesMtime(): number {
-  return readdirSync(SOURCE_DIR)
-    .filter((name) => name.endsWith('.go') || name === 'go.mod' || name === 'go.sum')
-    .reduce((newest, name) => Math.max(newest, statSync(join(SOURCE_DIR, name)).mtimeMs), 0);
+/**
+ * A digest of the checker's sources (Go files, go.mod, go.sum). The binary is named by it rather than rebuilt by
+ * modification time: checkouts of different branches may share one .cache (worktrees do), and a binary built
+ * from one branch's rules must never check another branch's manifests.
+ */
+function sourcesDigest(): string {
+  const hash = createHash('sha256');
+  for (const name of readdirSync(SOURCE_DIR)
+    .filter((file) => file.endsWith('.go') || file === 'go.mod' || file === 'go.sum')
+    .sort()) {
+    hash
+      .update(`${name}\0`)
+      .update(readFileSync(join(SOURCE_DIR, name)))
+      .update('\0');
+  }
+  return hash.digest('hex').slice(0, 16);
 }
 
-/** Builds the checker unless an up-to-date binary exists; exits 2 with the reason when it cannot. */
+const BINARY = join(ROOT, '.cache', 'bin', `knative-check-${sourcesDigest()}`);
+
+/** Builds the checker unless a binary of these sources exists; exits 2 with the reason when it cannot. */
 function ensureBinary(): void {
-  if (existsSync(BINARY) && statSync(BINARY).mtimeMs >= sourcesMtime()) return;
+  if (existsSync(BINARY)) return;
   const go = spawnSync('go', ['version'], { encoding: 'utf8' });
   if (go.error || go.status !== 0) {
     log('Go is needed to build tools/knative-check (https://go.dev/dl/); `go version` failed.');

@@ -98,6 +98,7 @@ export function createIngestApp(config: ServiceConfig, clients: IngestClients, l
     async start(options = {}) {
       if (options.maintenance !== false) {
         // Partitions must exist before the first write of each day; every pod keeps them ahead, serialised by a lock.
+        // Connected as ds_ingest (production) it may not: that is logged once and the CronJob does it (docs/security.md).
         const scheduled = schedulePartitionMaintenance(db, partitionPlanFrom(config), logger);
         maintenance = scheduled;
         await scheduled.firstRun;

@@ -39,11 +39,20 @@ export class DatabaseFailure extends Error {
  * `detail` and `where`: none of that may reach a log line. What is left names the failure well enough to act on.
  */
 function safeMessage(error: Error, code: string | undefined): string {
-  if (code !== undefined && /^2[23]/.test(code)) return `PostgreSQL data or constraint error (SQLSTATE ${code})`;
+  if (code === undefined) {
+    // knex's own errors (undefined bindings, pool timeouts) quote the statement: only their first line is kept.
+    const first = error.message.split('\n')[0] ?? '';
+    return first.length > 120 || /\b(select|insert|update|delete|with)\b/i.test(first)
+      ? `${error.name} (database client)`
+      : first;
+  }
+  if (/^2[23]/.test(code)) return `PostgreSQL data or constraint error (SQLSTATE ${code})`;
+  // PostgreSQL's message is one line, after knex's "<statement> - "; the statement may hold " - " too.
   const original = error.message;
-  const knexSeparator = original.lastIndexOf(' - ');
-  const message = knexSeparator >= 0 ? original.slice(knexSeparator + 3) : original;
-  return message.length > 300 ? `${message.slice(0, 300)}…` : message;
+  const lastLine = original.slice(original.lastIndexOf('\n') + 1);
+  const knexSeparator = lastLine.lastIndexOf(' - ');
+  const message = knexSeparator >= 0 ? lastLine.slice(knexSeparator + 3) : lastLine;
+  return `${message.length > 200 ? `${message.slice(0, 200)}…` : message} (SQLSTATE ${code})`;
 }
 
 /**

@@ -12,6 +12,7 @@ export { migrateToLatest, rollbackAll } from './migrator.ts';
 export { createOutboxRepository } from './outbox-repository.ts';
 export {
   listPartitions,
+  MaintenancePrivilegeError,
   type MaintenanceReport,
   maintainPartitions,
   type PartitionPlan,

@@ -5,6 +5,7 @@ import * as queryIndexes0003 from './migrations/0003-query-indexes.ts';
 import * as readyJson0004 from './migrations/0004-ready-json.ts';
 import * as findRecord0005 from './migrations/0005-find-record.ts';
 import * as contentDigest0006 from './migrations/0006-content-digest.ts';
+import * as roles0007 from './migrations/0007-roles.ts';
 import * as outboxDeadLetter0008 from './migrations/0008-outbox-dead-letter.ts';
 
 interface Migration {
@@ -20,6 +21,8 @@ const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [
   ['0004-ready-json', readyJson0004],
   ['0005-find-record', findRecord0005],
   ['0006-content-digest', contentDigest0006],
+  // 0007 hands what exists when it runs to ds_migrate; later migrations hand over what they create.
+  ['0007-roles', roles0007],
   ['0008-outbox-dead-letter', outboxDeadLetter0008],
 ];
 

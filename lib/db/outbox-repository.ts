@@ -91,7 +91,7 @@ export function createOutboxRepository(db: Knex): OutboxStore {
         const result = await db.raw(
           `SELECT count(*)::int AS rows,
                   COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)) * 1000, 0)::float8 AS oldest_age_ms,
-                  (SELECT count(*)::int FROM outbox_dead_letter) AS dead_letters
+                  (SELECT count(dead_lettered_at)::int FROM outbox_dead_letter) AS dead_letters
            FROM outbox`,
         );
         const row = (result.rows as Array<{ rows: number; oldest_age_ms: number; dead_letters: number }>)[0];

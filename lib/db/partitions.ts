@@ -66,7 +66,9 @@ const DELETE_BATCH = 10_000;
 export async function maintainPartitions(db: Knex, plan: PartitionPlan, now = Date.now()): Promise<MaintenanceReport> {
   const client = (await db.client.acquireConnection()) as SessionClient;
   const q: SessionQuery = (sql, params = []) => client.query(sql, params);
+  let roleSet = false;
   try {
+    roleSet = await actAsOwner(q);
     await q(`SET lock_timeout = '10s'`);
     await q('SELECT pg_advisory_lock($1)', [MAINTENANCE_LOCK]);
     try {
@@ -87,6 +89,10 @@ export async function maintainPartitions(db: Knex, plan: PartitionPlan, now = Da
             `ALTER TABLE records ATTACH PARTITION ${name} FOR VALUES FROM ('${new Date(day).toISOString()}') TO ('${new Date(day + DAY_MS).toISOString()}')`,
           );
           created.push(name);
+        }
+        // New partitions get the parent's grants (migration 0007), so one queried by name is as open as its parent.
+        if (created.length > 0 && (await hasGrantCopier(q))) {
+          await q(`SELECT ds_copy_grants_to_partitions('records')`);
         }
         if (plan.retentionDays > 0) {
           for (const name of existing) {
@@ -122,8 +128,58 @@ export async function maintainPartitions(db: Knex, plan: PartitionPlan, now = Da
     }
   } finally {
     await q('RESET lock_timeout').catch(() => undefined);
+    // The connection goes back to the pool: it must not stay the owner. If the reset fails, close it instead
+    // (knex then discards it) rather than hand an owner's session to the next query.
+    if (roleSet) await q('RESET ROLE').catch(() => (client as { end?: () => unknown }).end?.());
     await db.client.releaseConnection(client);
   }
+}
+
+/** Maintenance was refused because the connected role may not act as the owner of `records` (e.g. ds_ingest). */
+export class MaintenancePrivilegeError extends Error {
+  readonly role: string;
+  readonly owner: string;
+
+  constructor(role: string, owner: string) {
+    super(
+      `role ${role} may not maintain partitions: records is owned by ${owner} and ${role} is not a member of it. ` +
+        `Run maintenance as a member of ${owner} (dist/migrate.mjs --maintain-only, docs/security.md).`,
+    );
+    this.name = 'MaintenancePrivilegeError';
+    this.role = role;
+    this.owner = owner;
+  }
+}
+
+/**
+ * Partitions are created, attached and dropped as the owner of `records` (ds_migrate once migration 0007 ran):
+ * only an owner may ATTACH and DROP, and a partition owned by the login user that happened to run maintenance
+ * could not be dropped by the next one. Returns whether it switched roles (to be reset); throws
+ * `MaintenancePrivilegeError` before touching anything when the session may not become the owner.
+ */
+async function actAsOwner(q: SessionQuery): Promise<boolean> {
+  const { rows } = await q(`
+    SELECT current_user AS me, pg_get_userbyid(c.relowner) AS owner, pg_has_role(c.relowner, 'MEMBER') AS member
+    FROM pg_class c WHERE c.oid = 'records'::regclass`);
+  const row = rows[0];
+  if (row === undefined) throw new Error('records does not exist: run the migrations first');
+  const me = String(row.me);
+  const owner = String(row.owner);
+  if (me === owner) return false;
+  if (row.member !== true) throw new MaintenancePrivilegeError(me, owner);
+  try {
+    await q(`SET ROLE "${owner.replaceAll('"', '""')}"`);
+  } catch (error) {
+    // PostgreSQL 16 can grant membership without the right to SET ROLE (GRANT … WITH SET FALSE).
+    if ((error as { code?: unknown }).code === '42501') throw new MaintenancePrivilegeError(me, owner);
+    throw error;
+  }
+  return true;
+}
+
+async function hasGrantCopier(q: SessionQuery): Promise<boolean> {
+  const { rows } = await q(`SELECT to_regprocedure('ds_copy_grants_to_partitions(regclass)') IS NOT NULL AS present`);
+  return rows[0]?.present === true;
 }
 
 /** DETACH CONCURRENTLY, finishing a detach that an earlier run left pending. */
@@ -181,7 +237,7 @@ async function isHypertable(q: SessionQuery): Promise<boolean> {
 /**
  * Runs `maintainPartitions` now and then every `intervalMs` in the background. A failure is logged and retried
  * after `retryMs`: a database that is down when the function starts must not leave it without partitions for an
- * hour, nor keep it from starting.
+ * hour, nor keep it from starting. A role without the privilege (ds_ingest) is logged once and the schedule ends.
  */
 export function schedulePartitionMaintenance(
   db: Knex,
@@ -199,6 +255,15 @@ export function schedulePartitionMaintenance(
         log.info({ ...report }, 'partition maintenance');
       }
     } catch (error) {
+      if (error instanceof MaintenancePrivilegeError) {
+        // Expected where the function runs as ds_ingest: the migrate job's schedule maintains partitions instead
+        // (knative/maintenance-cronjob.yaml). Said once, and no retry: retrying cannot grant a privilege.
+        log.warn(
+          { role: error.role, owner: error.owner },
+          `partition maintenance skipped in this process: ${error.message}`,
+        );
+        return;
+      }
       log.warn({ err: error, retry_in_ms: retryMs }, 'partition maintenance failed; will retry');
       delay = retryMs;
     }

@@ -5,7 +5,7 @@
  * The first run builds tools/knative-check (Go; minutes on a cold module cache, seconds afterwards).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { ROOT } from '../support/processes.ts';
@@ -49,6 +49,19 @@ interface Case {
 }
 
 const annotation = (key: string) => `spec.template.metadata.annotations.autoscaling.knative.dev/${key}`;
+/** Deletes one rendered resource (a strategic-merge `$patch: delete`, which kustomize applies to any kind). */
+const deleteResource = (...resources: ReadonlyArray<{ apiVersion: string; kind: string; name: string }>) =>
+  `patches:\n${resources
+    .map(
+      (r) =>
+        `  - patch: |-\n      $patch: delete\n      apiVersion: ${r.apiVersion}\n      kind: ${r.kind}\n      metadata: { name: ${r.name}, namespace: data-service }\n`,
+    )
+    .join('')}`;
+/** A JSON 6902 patch of one resource of another kind than a Knative Service. */
+const jsonPatchOf = (kind: string, name: string, ops: ReadonlyArray<{ op: string; path: string; value?: unknown }>) =>
+  `patches:\n  - target: { kind: ${kind}, name: ${name} }\n    patch: '${JSON.stringify(ops)}'\n`;
+const bothServices = (field: string, message: string, rule: string) =>
+  ['ingest', 'query'].map((service) => ({ object: `Service/${service}`, field, message, rule }));
 /** A JSON 6902 patch of one Service, written as JSON (which YAML accepts). */
 const jsonPatch = (service: string, ops: ReadonlyArray<{ op: string; path: string; value?: unknown }>) =>
   `patches:\n  - target: { group: serving.knative.dev, kind: Service, name: ${service} }\n    patch: '${JSON.stringify(ops)}'\n`;
@@ -268,13 +281,193 @@ data:
       })),
     ],
   },
+  // Production security (invariant 7, docs/security.md): each mistake below is one an overlay could make.
+  {
+    name: 'a production overlay without the RequestAuthentication',
+    kustomization: deleteResource({
+      apiVersion: 'security.istio.io/v1',
+      kind: 'RequestAuthentication',
+      name: 'data-api-jwt',
+    }),
+    findings: bothServices(
+      '(object)',
+      'no RequestAuthentication with a JWT rule selects its pods: the mesh would not check the bearer tokens',
+      'mesh-auth',
+    ),
+  },
+  {
+    name: 'a RequestAuthentication that strips the token the app verifies again',
+    kustomization: jsonPatchOf('RequestAuthentication', 'data-api-jwt', [
+      { op: 'replace', path: '/spec/jwtRules/0/forwardOriginalToken', value: false },
+    ]),
+    findings: [
+      {
+        object: 'RequestAuthentication/data-api-jwt',
+        field: 'spec.jwtRules[0].forwardOriginalToken',
+        message: 'must be true: Istio strips a validated token otherwise',
+        rule: 'mesh-auth',
+      },
+      ...bothServices('(object)', 'no RequestAuthentication with a JWT rule selects its pods', 'mesh-auth'),
+    ],
+  },
+  {
+    name: 'a function without an AuthorizationPolicy',
+    kustomization: deleteResource({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', name: 'query' }),
+    findings: [
+      {
+        object: 'Service/query',
+        field: '(object)',
+        message: 'no ALLOW AuthorizationPolicy selects its pods: any caller that reaches them would be let through',
+        rule: 'mesh-auth',
+      },
+    ],
+  },
+  {
+    name: 'an AuthorizationPolicy that lets /data through without a validated token',
+    kustomization: jsonPatchOf('AuthorizationPolicy', 'ingest', [{ op: 'remove', path: '/spec/rules/0/from' }]),
+    findings: [
+      {
+        object: 'AuthorizationPolicy/ingest',
+        field: 'spec.rules[0]',
+        message: 'lets /data through without a validated token: give it from.source.requestPrincipals',
+        rule: 'mesh-auth',
+      },
+    ],
+  },
+  {
+    name: 'a production overlay without NetworkPolicies',
+    kustomization: deleteResource(
+      { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', name: 'default-deny-ingress' },
+      { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', name: 'functions-ingress' },
+    ),
+    findings: bothServices(
+      '(object)',
+      'no NetworkPolicy of type Ingress selects its pods: every pod of the cluster could connect to it',
+      'network-policy',
+    ),
+  },
+  {
+    name: 'a NetworkPolicy rule that admits every source',
+    kustomization: jsonPatchOf('NetworkPolicy', 'functions-ingress', [
+      { op: 'add', path: '/spec/ingress/-', value: { ports: [{ port: 8012 }] } },
+    ]),
+    findings: [
+      {
+        object: 'NetworkPolicy/functions-ingress',
+        field: 'spec.ingress[3].from',
+        message: 'is empty, which allows every source',
+        rule: 'network-policy',
+      },
+    ],
+  },
+  {
+    name: "query connecting with ingest's database Secret",
+    kustomization: jsonPatch('query', [
+      { op: 'replace', path: '/spec/template/spec/containers/0/envFrom/1/secretRef/name', value: 'ingest-secrets' },
+    ]),
+    findings: [
+      {
+        object: 'Service/ingest',
+        field: '(object)',
+        message:
+          'shares Secret "ingest-secrets", which may provide DATABASE_URL, with Service/query: each function connects as its own database user',
+        rule: 'db-secret',
+      },
+      {
+        object: 'Service/query',
+        field: '(object)',
+        message: 'shares Secret "ingest-secrets", which may provide DATABASE_URL, with Service/ingest',
+        rule: 'db-secret',
+      },
+    ],
+  },
+  {
+    name: 'Kafka over TLS without SASL',
+    kustomization: `configMapGenerator:
+  - name: data-service-kafka
+    behavior: replace
+    literals:
+      - KAFKA_TOPIC=records
+      - KAFKA_BROKERS=b-1.data-service.kafka.eu-west-1.amazonaws.com:9094
+      - KAFKA_SSL=1
+`,
+    findings: [
+      {
+        object: 'Service/ingest',
+        field: 'spec.template.spec.containers[0].env[KAFKA_SASL_MECHANISM]',
+        message: 'missing while KAFKA_BROKERS is set (ConfigMap data-service-kafka-',
+        rule: 'kafka-auth',
+      },
+    ],
+  },
+  {
+    name: 'AUTH_MODE=none in production',
+    kustomization: `configMapGenerator:
+  - name: data-service-config
+    behavior: merge
+    literals:
+      - AUTH_MODE=none
+`,
+    findings: bothServices(
+      'spec.template.spec.containers[0].env[AUTH_MODE]',
+      'is none (ConfigMap data-service-config-',
+      'auth-mode',
+    ),
+  },
+  {
+    name: 'an app issuer other than the one Istio validates',
+    kustomization: `configMapGenerator:
+  - name: data-service-config
+    behavior: merge
+    literals:
+      - AUTH_ISSUER=https://other.example.com/
+`,
+    findings: bothServices(
+      'spec.template.spec.containers[0].env[AUTH_ISSUER]',
+      '"https://other.example.com/" (ConfigMap data-service-config-',
+      'auth-mode',
+    ),
+  },
+  {
+    name: '/metrics on a public route',
+    kustomization: 'resources:\n  - metrics-route.yaml\n',
+    files: {
+      'metrics-route.yaml': `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: { name: scrape-me, namespace: data-service }
+spec:
+  hosts: [api.example.com]
+  gateways: [knative-serving/knative-ingress-gateway]
+  http:
+    - name: everything
+      match:
+        - uri: { prefix: / }
+      route:
+        - destination: { host: knative-local-gateway.istio-system.svc.cluster.local }
+`,
+    },
+    findings: [
+      {
+        object: 'VirtualService/scrape-me',
+        field: 'spec.http[0]',
+        message:
+          'route "everything" reaches /metrics, /healthz, /readyz on a public gateway: probes and /metrics are served on the function\'s own port only',
+        rule: 'public-routes',
+      },
+    ],
+  },
 ];
 
 /** Writes the case as a kustomization on top of its overlay; returns its folder (relative to the repository). */
 function writeCase(index: number, testCase: Case): string {
   const dir = join(CASES_DIR, `case-${index}`);
   mkdirSync(dir, { recursive: true });
-  const overlay = relative(dir, join(ROOT, 'knative', 'overlays', testCase.overlay ?? 'production'));
+  // From the real folder: .cache may be a symlink (worktrees share one), and `..` in a kustomization climbs the
+  // real path, which would otherwise land in another checkout's overlays.
+  const overlay = relative(
+    realpathSync(dir),
+    realpathSync(join(ROOT, 'knative', 'overlays', testCase.overlay ?? 'production')),
+  );
   let kustomization = `apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ${overlay}\n`;
   kustomization += testCase.kustomization.startsWith('resources:\n')
     ? testCase.kustomization.slice('resources:\n'.length)
@@ -308,7 +501,7 @@ describe('npm run knative:check', () => {
       expect(all.stdout).toContain(`ok ${path}:`);
     }
     expect(all.stdout).toMatch(
-      /^ok knative\/overlays\/production: 4 resources, 2 Knative Services \(ingest, query\)$/m,
+      /^ok knative\/overlays\/production: 11 resources, 2 Knative Services \(ingest, query\)$/m,
     );
   });
 

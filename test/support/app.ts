@@ -81,6 +81,8 @@ export interface TestAppOptions {
   readonly kafka?: TestKafkaOptions;
   /** Another test database than DATABASE_URL's (its name must contain "test"); migrated by the caller. */
   readonly databaseUrl?: string;
+  /** The query function's own connection URL (as production gives each function its own database user). */
+  readonly queryDatabaseUrl?: string;
   /** false: no in-process tier of ready responses in query, so every GET by id reaches the cache and store. */
   readonly responseTier?: boolean;
   /**
@@ -208,6 +210,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     options.auth === false ? undefined : typeof options.auth === 'object' ? options.auth : await testIssuer();
   const config = testConfig(envOf(options, redisPrefix, issuer));
   const db = options.databaseUrl === undefined ? createTestDatabase() : createOtherTestDatabase(options.databaseUrl);
+  const queryDb = options.queryDatabaseUrl === undefined ? db : createOtherTestDatabase(options.queryDatabaseUrl);
   const logger = createSilentLogger();
 
   // As functions/*/main.ts: each function has its own Redis client.
@@ -223,7 +226,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const ingestApp = createIngestApp(config, { db, redis: ingestRedis, publisher }, logger);
   // The test database is migrated and maintained once per run by the global setup.
   await ingestApp.start({ maintenance: false, relay: options.kafka?.startRelay !== false });
-  const queryApp = createQueryApp(config, { db, redis: queryRedis }, logger);
+  const queryApp = createQueryApp(config, { db: queryDb, redis: queryRedis }, logger);
 
   const server = (name: string, app: { handler: typeof ingestApp.handler; readiness: () => Promise<boolean> }) =>
     createRuntimeServer({
@@ -256,6 +259,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       await publisher?.close();
       for (const redis of redisClients) redis.disconnect();
       await db.destroy();
+      if (queryDb !== db) await queryDb.destroy();
     },
   };
 }

@@ -81,6 +81,7 @@ func check(docs, cluster []document, inputIsCluster bool) ([]finding, []string) 
 		findings = append(findings, checkService(d, cfg, in)...)
 	}
 	findings = append(findings, configMapRules(docs, in)...)
+	findings = append(findings, securityRules(docs, in)...)
 	return findings, services
 }
 

@@ -289,11 +289,22 @@ func configMapRules(docs []document, in inputs) []finding {
 	return findings
 }
 
-// resolveEnv finds the value a container would see for name, following Kubernetes' precedence (env over
-// envFrom, later sources over earlier ones). known is false when the value lives outside the rendered set
-// (a Secret, or a ConfigMap that is not rendered); origin says where it comes from.
+// resolveEnv finds the value a container would see for name, or the app's default when it is unset; known is
+// false when the value lives outside the rendered set (a Secret, or a ConfigMap that is not rendered); origin
+// says where it comes from.
 func resolveEnv(c corev1.Container, namespace string, in inputs, name string, fallback int) (value, origin string, known bool) {
-	value, origin, known = strconv.Itoa(fallback), "the app's default", true
+	value, origin, set, known := lookupEnv(c, namespace, in, name)
+	if known && !set {
+		return strconv.Itoa(fallback), "the app's default", true
+	}
+	return value, origin, known
+}
+
+// lookupEnv finds the value a container would see for name, following Kubernetes' precedence (env over envFrom,
+// later sources over earlier ones). set is false when nothing rendered sets it; known is false when the value
+// lives outside the rendered set (a Secret, or a ConfigMap that is not rendered).
+func lookupEnv(c corev1.Container, namespace string, in inputs, name string) (value, origin string, set, known bool) {
+	origin, known = "unset", true
 	for _, from := range c.EnvFrom {
 		key := strings.TrimPrefix(name, from.Prefix)
 		if from.Prefix != "" && !strings.HasPrefix(name, from.Prefix) {
@@ -303,7 +314,7 @@ func resolveEnv(c corev1.Container, namespace string, in inputs, name string, fa
 		case from.ConfigMapRef != nil:
 			if data, ok := in.configMaps[refKey(namespace, from.ConfigMapRef.Name)]; ok {
 				if v, ok := data[key]; ok {
-					value, origin, known = v, "ConfigMap "+from.ConfigMapRef.Name, true
+					value, origin, set, known = v, "ConfigMap "+from.ConfigMapRef.Name, true, true
 				}
 			}
 		case from.SecretRef != nil:
@@ -316,21 +327,21 @@ func resolveEnv(c corev1.Container, namespace string, in inputs, name string, fa
 		}
 		switch {
 		case env.ValueFrom == nil:
-			value, origin, known = env.Value, "the container env", true
+			value, origin, set, known = env.Value, "the container env", true, true
 		case env.ValueFrom.ConfigMapKeyRef != nil:
 			ref := env.ValueFrom.ConfigMapKeyRef
 			data, ok := in.configMaps[refKey(namespace, ref.Name)]
 			v, hasKey := data[ref.Key]
 			if ok && hasKey {
-				value, origin, known = v, "ConfigMap "+ref.Name, true
+				value, origin, set, known = v, "ConfigMap "+ref.Name, true, true
 			} else {
-				value, origin, known = "", fmt.Sprintf("ConfigMap %s key %s, not rendered", ref.Name, ref.Key), false
+				value, origin, set, known = "", fmt.Sprintf("ConfigMap %s key %s, not rendered", ref.Name, ref.Key), true, false
 			}
 		default:
-			value, origin, known = "", "a Secret or field reference", false
+			value, origin, set, known = "", "a Secret or field reference", true, false
 		}
 	}
-	return value, origin, known
+	return value, origin, set, known
 }
 
 func optional(flag *bool) bool { return flag != nil && *flag }

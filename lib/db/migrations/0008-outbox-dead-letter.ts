@@ -7,9 +7,15 @@ import type { Knex } from 'knex';
  * an operator acts (raise the topic's limit and re-insert the event into the outbox, or drop it); the
  * `data_service_outbox_dead_letter_rows` gauge and the DataServiceEventsDeadLettered alert say they exist.
  *
- * The relay needs INSERT (and SELECT, for the gauge); it runs as `ds_relay`, and inside ingest as `ds_ingest`,
- * where those roles exist (migration 0007 creates them in deployments that use per-process roles).
+ * The relay (`ds_relay`, which the ingest user is a member of while it relays) needs INSERT and SELECT; ingest's
+ * backlog gauge counts the rows, for which one column is enough (it never reads an event). The table is
+ * `ds_migrate`'s, as everything migration 0007 handed over.
  */
+export const DEAD_LETTER_GRANTS = [
+  'GRANT SELECT, INSERT ON outbox_dead_letter TO ds_relay',
+  'GRANT SELECT (dead_lettered_at) ON outbox_dead_letter TO ds_ingest',
+] as const;
+
 export async function up(db: Knex): Promise<void> {
   await db.raw(`
     CREATE TABLE outbox_dead_letter (
@@ -23,17 +29,8 @@ export async function up(db: Knex): Promise<void> {
       dead_lettered_at timestamptz NOT NULL DEFAULT now()
     )`);
   await db.raw('CREATE INDEX outbox_dead_letter_record_id ON outbox_dead_letter (record_id)');
-  await db.raw(`
-    DO $$
-    BEGIN
-      IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'ds_relay') THEN
-        GRANT SELECT, INSERT ON outbox_dead_letter TO ds_relay;
-      END IF;
-      IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'ds_ingest') THEN
-        GRANT SELECT, INSERT ON outbox_dead_letter TO ds_ingest;
-      END IF;
-    END
-    $$`);
+  await db.raw('ALTER TABLE outbox_dead_letter OWNER TO ds_migrate');
+  for (const grant of DEAD_LETTER_GRANTS) await db.raw(grant);
 }
 
 export async function down(db: Knex): Promise<void> {
