@@ -4,7 +4,7 @@ import { createDatabase } from '#lib/db';
 import { bootstrap, createAccessLog, runFunction } from '#lib/runtime';
 import { createQueryApp } from './app.ts';
 
-const { config, logger, logging, tracing } = bootstrap(process.env);
+const { config, logger, logging, tracing } = bootstrap(process.env, { issuesCursors: true });
 const db = createDatabase({ ...config.database, applicationName: `${config.service}:query`, logger });
 const readDb =
   config.database.readUrl === undefined

@@ -98,7 +98,7 @@ const SETTINGS = {
     retentionDays: setting('RETENTION_DAYS', int(0, 36_500).default(0)),
     idempotencyTtlHours: setting('IDEMPOTENCY_TTL_HOURS', int(1, 24 * 30).default(24)),
   },
-  /** Authenticates cursors; required in a cluster (K_SERVICE set), a random one per process otherwise. */
+  /** Authenticates cursors; required by query in a cluster (K_SERVICE set), a random one per process otherwise. */
   cursorSecret: optional('CURSOR_SECRET', Joi.string().min(16)),
   auth: {
     /** `jwt` (the default) needs the three settings below; `none` serves everyone everything, and says so. */
@@ -325,13 +325,15 @@ export const CONFIG_VARIABLES: readonly string[] = [...settingsOf(SETTINGS as un
 export interface LoadOptions {
   /**
    * Whether the process serves the API (ingest, query: the default). One that does not (migrate, relay) needs no
-   * token issuer and no cursor secret, and gets `auth: { mode: 'none' }`.
+   * token issuer, and gets `auth: { mode: 'none' }`.
    */
   readonly servesApi?: boolean;
+  /** Whether the process issues list cursors (query): in a cluster it then needs the shared CURSOR_SECRET. */
+  readonly issuesCursors?: boolean;
 }
 
 /** Parses and validates the environment; throws a `ConfigError` naming every bad variable. */
-export function loadConfig(env: Env, { servesApi = true }: LoadOptions = {}): ServiceConfig {
+export function loadConfig(env: Env, { servesApi = true, issuesCursors = false }: LoadOptions = {}): ServiceConfig {
   // Empty strings count as unset: `FOO= npm start` should mean "default", not "invalid".
   const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
   const { error, value } = envSchema.validate(present, {
@@ -366,7 +368,7 @@ export function loadConfig(env: Env, { servesApi = true }: LoadOptions = {}): Se
     problems.push('RATE_LIMIT_BURST must be at least RATE_LIMIT_PER_SECOND (or 0 for no burst)');
   }
   // No built-in secret: in a cluster every query pod must share one, or cursors fail across pods.
-  if (servesApi && settings.cursorSecret === undefined && present.K_SERVICE !== undefined) {
+  if (issuesCursors && settings.cursorSecret === undefined && present.K_SERVICE !== undefined) {
     problems.push('CURSOR_SECRET is required in a cluster (K_SERVICE is set): every query pod must share it');
   }
   if (problems.length > 0) throw new ConfigError(problems);

@@ -250,11 +250,19 @@ describe('loadConfig', () => {
     }
   });
 
-  it('requires CURSOR_SECRET in a cluster (K_SERVICE set)', () => {
-    expectNamed(problemsOf({ ...ISSUER, DATABASE_URL, K_SERVICE: 'query' }), ['CURSOR_SECRET']);
-    expect(
-      loadConfig({ ...ISSUER, DATABASE_URL, K_SERVICE: 'query', CURSOR_SECRET: 'x'.repeat(16) }).cursorSecret,
-    ).toBe('x'.repeat(16));
+  it('requires CURSOR_SECRET of the query function in a cluster (K_SERVICE set), and of nothing else', () => {
+    const query = { issuesCursors: true };
+    let problems: readonly string[] = [];
+    try {
+      loadConfig({ ...ISSUER, DATABASE_URL, K_SERVICE: 'query' }, query);
+    } catch (error) {
+      problems = error instanceof ConfigError ? error.problems : [];
+    }
+    expectNamed(problems, ['CURSOR_SECRET']);
+    const given = { ...ISSUER, DATABASE_URL, K_SERVICE: 'query', CURSOR_SECRET: 'x'.repeat(16) };
+    expect(loadConfig(given, query).cursorSecret).toBe('x'.repeat(16));
+    // Ingest issues no cursors: it needs no secret it would never use.
+    expect(loadConfig({ ...ISSUER, DATABASE_URL, K_SERVICE: 'ingest' }).cursorSecret).toHaveLength(43);
   });
 
   it('refuses a burst below the steady rate', () => {
