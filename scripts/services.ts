@@ -4,7 +4,9 @@
  * - PostgreSQL from Debian's package, 127.0.0.1:25432 (SERVICES_PG_PORT);
  * - Redis from Debian's `redis-server`, 127.0.0.1:26379 (SERVICES_REDIS_PORT);
  * - Apache Kafka 4.1 (KRaft, single node) from Maven Central's jars on the machine's Java 17,
- *   127.0.0.1:29092 (SERVICES_KAFKA_PORT), jars cached in `.cache/kafka/lib`.
+ *   127.0.0.1:29092 (SERVICES_KAFKA_PORT), jars cached in `.cache/kafka/lib`;
+ * - an S3-compatible server (moto's server mode from PyPI, in a venv cached in `.cache/s3-venv`),
+ *   127.0.0.1:29500 (SERVICES_S3_PORT), with the bucket the archive tests use.
  * The ports sit below Linux's ephemeral range (32768–60999): a port inside it can be taken, while its service
  * is stopped by a fault test, by any outgoing connection's local port (or a client's self-connect), and the
  * restart then fails with "address already in use" — which happened to Kafka at 59192.
@@ -21,9 +23,10 @@
 import { kafka } from './services/kafka.ts';
 import { postgres } from './services/postgres.ts';
 import { redis } from './services/redis.ts';
+import { s3 } from './services/s3.ts';
 import { log, type Service, type Settings } from './services/service.ts';
 
-const ALL: readonly Service[] = [postgres, redis, kafka];
+const ALL: readonly Service[] = [postgres, redis, kafka, s3];
 const ALIASES: Record<string, string> = { pg: 'postgres', postgresql: 'postgres' };
 
 function select(names: string[]): readonly Service[] {
@@ -72,7 +75,7 @@ try {
     });
     process.exitCode = states.every(Boolean) ? 0 : 1;
   } else {
-    throw new Error(`unknown command ${command}; use up, down or status [postgres|redis|kafka …]`);
+    throw new Error(`unknown command ${command}; use up, down or status [postgres|redis|kafka|s3 …]`);
   }
 } catch (error) {
   log(error instanceof Error ? error.message : String(error));

@@ -11,6 +11,7 @@ export { guardDatabase, toDatabaseError } from './errors.ts';
 export { migrateToLatest, rollbackAll } from './migrator.ts';
 export { createOutboxRepository } from './outbox-repository.ts';
 export {
+  describeRetention,
   listPartitions,
   type MaintenanceReport,
   maintainPartitions,

@@ -4,6 +4,7 @@ import * as outbox0002 from './migrations/0002-outbox.ts';
 import * as queryIndexes0003 from './migrations/0003-query-indexes.ts';
 import * as readyJson0004 from './migrations/0004-ready-json.ts';
 import * as findRecord0005 from './migrations/0005-find-record.ts';
+import * as archive0009 from './migrations/0009-archive.ts';
 
 interface Migration {
   up(db: Knex): Promise<void>;
@@ -17,6 +18,7 @@ const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [
   ['0003-query-indexes', queryIndexes0003],
   ['0004-ready-json', readyJson0004],
   ['0005-find-record', findRecord0005],
+  ['0009-archive', archive0009],
 ];
 
 const source: Knex.MigrationSource<readonly [string, Migration]> = {
