@@ -24,7 +24,7 @@ import {
   withTimeout,
 } from '../support/processes.ts';
 
-export type ServiceName = 'postgres' | 'redis' | 'kafka';
+export type ServiceName = 'postgres' | 'redis' | 'kafka' | 's3';
 
 /** Runs `scripts/services.ts <command> <service>` without blocking the event loop; rejects on failure or timeout. */
 export async function services(command: 'up' | 'down', service: ServiceName, timeoutMs = 90_000): Promise<number> {
