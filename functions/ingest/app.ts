@@ -6,6 +6,7 @@ import { buildOpenApiDocument } from '#lib/api';
 import { createRecordCache, type RedisClient, type RedisRecordCache } from '#lib/cache';
 import type { ServiceConfig } from '#lib/config';
 import {
+  archiveStatus,
   createDatabaseProbe,
   createOutboxRepository,
   createRecordWriter,
@@ -74,6 +75,8 @@ export function createIngestApp(config: ServiceConfig, clients: IngestClients, l
     metrics.relay(() => ({ published: relay.status().eventsPublished, errors: relay.status().publishErrors }));
   }
   metrics.outbox(() => outbox.backlog());
+  const archive = config.archive;
+  if (archive) metrics.archive(() => archiveStatus(db, archive.afterDays));
 
   let maintenance: { stop(): void } | undefined;
   return {

@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Knex } from 'knex';
 import type { ArchiveConfig } from '#lib/config';
-import { listPartitions, partitionName } from '#lib/db';
+import { dueDays, listPartitions, partitionName } from '#lib/db';
 import type { ObjectStore } from './object-store.ts';
 import { ArchiveFileWriter, openArchiveFile, ROW_GROUP_MAX_BYTES } from './parquet.ts';
 import {
@@ -119,16 +119,6 @@ export function parseDay(text: string): string {
   const ms = /^\d{4}-\d{2}-\d{2}$/.test(text) ? dayStart(text) : Number.NaN;
   if (!Number.isFinite(ms) || dayText(ms) !== text) throw new Error(`not a day: ${text} (expected YYYY-MM-DD)`);
   return text;
-}
-
-/** Days whose partitions exist and lie wholly before today − ARCHIVE_AFTER_DAYS, oldest first. */
-export async function dueDays(db: Knex, afterDays: number, now = Date.now()): Promise<string[]> {
-  const cutoff = Math.floor(now / DAY_MS) * DAY_MS - afterDays * DAY_MS;
-  return (await listPartitions(db))
-    .map((name) => /^records_(\d{4})(\d{2})(\d{2})$/.exec(name))
-    .flatMap((m) => (m ? [`${m[1]}-${m[2]}-${m[3]}`] : []))
-    .filter((day) => dayStart(day) + DAY_MS <= cutoff)
-    .sort();
 }
 
 /** Archives every due day that is not verified yet; a failed day is reported and the others still run. */

@@ -4,7 +4,6 @@ export {
   archiveDueDays,
   type DayOutcome,
   dayText,
-  dueDays,
   MANIFEST_FORMAT,
   type Manifest,
   parseDay,
@@ -15,4 +14,3 @@ export {
 export { createObjectStore, type ObjectStore } from './object-store.ts';
 export { ARCHIVE_SCHEMA, openArchiveFile } from './parquet.ts';
 export { type ArchivedRow, microsToIso, type RowFigures } from './row-format.ts';
-export { type ArchiveStatus, archivedDayOf, archiveStatus } from './status.ts';

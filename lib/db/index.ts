@@ -1,3 +1,4 @@
+export { type ArchiveStatus, archivedDayOf, archiveStatus, dueDays } from './archive-status.ts';
 export {
   createDatabase,
   createDatabaseProbe,

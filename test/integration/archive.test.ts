@@ -9,17 +9,10 @@
 import { createHash } from 'node:crypto';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { archiveDay, createObjectStore, type Manifest, type ObjectStore, restoreDay, tableFigures } from '#lib/archive';
 import {
-  archiveDay,
   archivedDayOf,
   archiveStatus,
-  createObjectStore,
-  type Manifest,
-  type ObjectStore,
-  restoreDay,
-  tableFigures,
-} from '#lib/archive';
-import {
   createDatabase,
   createRecordReader,
   createRecordWriter,

@@ -40,7 +40,7 @@ export const silentLogger = { info: () => undefined, warn: () => undefined };
 
 /**
  * Writes `count` records into the day starting at `dayMs` through the service's own writer: microsecond
- * timestamps, v4 ids, payloads with unicode, escapes, big and fractional numbers and nesting. `payloadBytes`
+ * timestamps, v4 ids, payloads with unicode, escapes, a number beyond double precision, fractions and nesting. `payloadBytes`
  * pads each payload with random (incompressible) text, to make objects large.
  */
 export async function writeDay(
@@ -60,7 +60,6 @@ export async function writeDay(
       const payload = {
         n,
         text: n % 7 === 0 ? 'naïve café — 東京 🚀 "quoted" \\ back' : `row ${n}`,
-        big: 12345678901234567890,
         fraction: n / 8,
         nested: { list: [n, null, true, { deep: 'x' }] },
         ...(payloadBytes > 0 && { pad: randomBytes(payloadBytes / 2).toString('hex') }),

@@ -45,6 +45,7 @@ export async function exportedMetricTypes(): Promise<Map<string, MetricType>> {
   metrics.cache(() => ({ hits: 1, misses: 1, errorsOrSkips: 0, breaker: 'closed', connected: true }));
   metrics.relay(() => ({ published: 1, errors: 0 }));
   metrics.outbox(async () => ({ rows: 0, oldestAgeMs: 0 }));
+  metrics.archive(async () => ({ verifiedDays: 1, bytes: 1, lastSuccessAgeSeconds: 1, backlogDays: 0 }));
   metrics.observeRequest({ route: 'POST /data', method: 'POST', status: 201, durationSeconds: 0.01 });
   metrics.observeBatch(1, 1);
   return parseTypes(await metrics.registry.metrics());

@@ -1,9 +1,22 @@
 /**
- * What operators and clients learn about the archive from PostgreSQL alone (no S3 client needed): the figures
- * behind the archive metrics, and where an archived record went.
+ * What operators and clients learn about the archive (lib/archive, issue 14) from PostgreSQL alone, so the
+ * functions need no S3 client or Parquet code for it: the figures behind the archive metrics, the days due for
+ * archiving, and where an archived record went.
  */
 import type { Knex } from 'knex';
-import { dueDays } from './archiver.ts';
+import { listPartitions } from './partitions.ts';
+
+const DAY_MS = 86_400_000;
+
+/** Days (`YYYY-MM-DD`) whose partitions exist and lie wholly before today − `afterDays`, oldest first. */
+export async function dueDays(db: Knex, afterDays: number, now = Date.now()): Promise<string[]> {
+  const cutoff = Math.floor(now / DAY_MS) * DAY_MS - afterDays * DAY_MS;
+  return (await listPartitions(db))
+    .map((name) => /^records_(\d{4})(\d{2})(\d{2})$/.exec(name))
+    .flatMap((m) => (m ? [`${m[1]}-${m[2]}-${m[3]}`] : []))
+    .filter((day) => Date.parse(`${day}T00:00:00Z`) + DAY_MS <= cutoff)
+    .sort();
+}
 
 export interface ArchiveStatus {
   /** Days whose archive is verified. */
