@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'invalid-cursor'
   | 'invalid-header'
   | 'not-found'
+  | 'record-archived'
   | 'route-not-found'
   | 'method-not-allowed'
   | 'idempotency-key-reused'

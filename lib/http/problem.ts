@@ -23,6 +23,8 @@ const KINDS: Readonly<Record<ErrorCode, ProblemKind>> = {
   'invalid-header': { status: 400, title: 'Invalid header' },
   'route-not-found': { status: 404, title: 'Not found' },
   'not-found': { status: 404, title: 'Record not found' },
+  // 404, not 410: the record is not served here, but a restore can bring it back (docs/storage.md).
+  'record-archived': { status: 404, title: 'Record archived' },
   'method-not-allowed': { status: 405, title: 'Method not allowed' },
   'idempotency-in-flight': { status: 409, title: 'Request with this Idempotency-Key in flight' },
   'payload-too-large': { status: 413, title: 'Payload too large' },

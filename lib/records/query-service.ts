@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { AppError, InvalidParameterError } from '#lib/errors';
 import type { CursorCodec } from './cursor.ts';
 import { isUuid } from './ids.ts';
-import type { PageDocument, PageSource, RecordDocument, RecordReader, RecordSource } from './ports.ts';
+import type { ArchiveLocator, PageDocument, PageSource, RecordDocument, RecordReader, RecordSource } from './ports.ts';
 import { parseListParameters } from './schema.ts';
 import type { ListFilter, ListQuery } from './types.ts';
 
@@ -23,6 +23,8 @@ export interface QueryServiceDeps {
   readonly pages: PageSource;
   readonly reader: RecordReader;
   readonly cursors: CursorCodec;
+  /** With an S3 archive: a miss whose id belongs to an archived day says so (`record-archived`). */
+  readonly archive?: ArchiveLocator | undefined;
 }
 
 /** A strong validator of a representation: computed once when it is read from the store, then cached with it. */
@@ -40,7 +42,7 @@ export function documentFromStore(reader: RecordReader): RecordSource {
 }
 
 /** The read side of the domain: parameter validation, keyset pagination and cursors over the read chains. */
-export function createQueryService({ records, pages, reader, cursors }: QueryServiceDeps): QueryService {
+export function createQueryService({ records, pages, reader, cursors, archive }: QueryServiceDeps): QueryService {
   return {
     async getById(id) {
       if (!isUuid(id)) {
@@ -51,7 +53,16 @@ export function createQueryService({ records, pages, reader, cursors }: QuerySer
       }
       const normalized = id.toLowerCase();
       const document = await records.get(normalized);
-      if (document === undefined) throw new AppError('not-found', `No record has the id ${normalized}.`);
+      if (document === undefined) {
+        const day = await archive?.dayOf(normalized);
+        if (day !== undefined) {
+          throw new AppError(
+            'record-archived',
+            `The record ${normalized} was archived with the records of ${day} (UTC) and is no longer served here; it can be read from the archive, or its day restored by an operator.`,
+          );
+        }
+        throw new AppError('not-found', `No record has the id ${normalized}.`);
+      }
       return document;
     },
 

@@ -6,7 +6,7 @@
  * restored and every row compared; a restore again is a no-op and the restored day is held against retention.
  * A corrupted object fails verification, drops nothing, and the next run archives the day anew.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { archiveDay, createObjectStore, type Manifest, type ObjectStore, restoreDay, tableFigures } from '#lib/archive';
@@ -21,6 +21,7 @@ import {
   maintainPartitions,
   partitionName,
 } from '#lib/db';
+import { getJson, startTestApp } from '../support/app.ts';
 import {
   DAY,
   dayRows,
@@ -179,6 +180,25 @@ describe('archive → verify → drop → restore', () => {
       },
     ]);
     expect(again).toEqual([{ id, status: 'duplicate' }]);
+
+    // Over HTTP, as the query function answers it (with S3_BUCKET set, as in production).
+    const app = await startTestApp({
+      databaseUrl: database.url,
+      env: { S3_BUCKET: config.bucket, ARCHIVE_AFTER_DAYS: '30' },
+    });
+    try {
+      const archivedAnswer = await getJson(`${app.queryUrl}/data/${id}`);
+      expect(archivedAnswer.status).toBe(404);
+      expect(archivedAnswer.json).toMatchObject({
+        type: 'https://data-service.dev/problems/record-archived',
+        title: 'Record archived',
+        detail: expect.stringContaining(dayOf(archived)),
+      });
+      const absent = await getJson(`${app.queryUrl}/data/${randomUUID()}`);
+      expect(absent.json).toMatchObject({ type: 'https://data-service.dev/problems/not-found' });
+    } finally {
+      await app.close();
+    }
   }, 60_000);
 
   it('restores the day from its archive with every row equal, idempotently, and holds it against retention', async () => {

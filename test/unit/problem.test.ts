@@ -18,6 +18,7 @@ const STATUS: Readonly<Record<ErrorCode, number>> = {
   'invalid-header': 400,
   'route-not-found': 404,
   'not-found': 404,
+  'record-archived': 404,
   'method-not-allowed': 405,
   'idempotency-in-flight': 409,
   'payload-too-large': 413,
