@@ -92,7 +92,10 @@ export type DayOutcome =
       readonly rows: number;
       readonly bytes: number;
       readonly objects: number;
+      /** Objects this run uploaded (fewer than `objects` when it resumed an interrupted run). */
       readonly uploaded: number;
+      readonly uploadMs: number;
+      readonly verifyMs: number;
     }
   | { readonly day: string; readonly status: 'already-verified' | 'locked' | 'no-partition' }
   | { readonly day: string; readonly status: 'failed'; readonly error: string };
@@ -149,10 +152,16 @@ export async function archiveDay(options: ArchiveOptions, day: string): Promise<
         [day],
       );
       try {
+        const started = performance.now();
         const uploaded = await uploadDay(options, day, table);
+        const uploadedAt = performance.now();
         const result = await verifyDay(options, day, table);
-        logger.info({ day, ...result, uploaded }, 'archive verified');
-        return { day, status: 'verified', ...result, uploaded };
+        const timings = {
+          uploadMs: Math.round(uploadedAt - started),
+          verifyMs: Math.round(performance.now() - uploadedAt),
+        };
+        logger.info({ day, ...result, uploaded, ...timings }, 'archive verified');
+        return { day, status: 'verified', ...result, uploaded, ...timings };
       } catch (error) {
         const message = error instanceof Error ? error.message : String(error);
         const verification = error instanceof ArchiveVerificationError;
