@@ -14,7 +14,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { CreateBucketCommand, HeadBucketCommand, S3Client } from '@aws-sdk/client-s3';
-import { alive, hasCommand, portOpen, terminate, waitFor } from '../processes.ts';
+import { alive, aptInstall, hasCommand, portOpen, terminate, waitFor } from '../processes.ts';
 import {
   CACHE_DIR,
   envPort,
@@ -48,7 +48,13 @@ export function s3Python(): string {
   log(`creating ${S3_VENV} with ${PACKAGES.join(', ')} (once; cached afterwards)`);
   rmSync(S3_VENV, { recursive: true, force: true });
   mkdirSync(CACHE_DIR, { recursive: true });
-  run(system, ['-m', 'venv', S3_VENV]);
+  // Debian's python3 has no ensurepip without python3-venv.
+  run(system, ['-m', 'venv', S3_VENV], { allowFail: true });
+  if (!existsSync(join(S3_VENV, 'bin', 'pip'))) {
+    rmSync(S3_VENV, { recursive: true, force: true });
+    aptInstall(['python3-venv'], 'Python virtual environments (python3-venv)');
+    run(system, ['-m', 'venv', S3_VENV]);
+  }
   run(join(S3_VENV, 'bin', 'pip'), ['install', '--quiet', '--disable-pip-version-check', ...PACKAGES]);
   writeFileSync(STAMP, PACKAGES.join('\n'));
   return python;
