@@ -1,5 +1,5 @@
 /**
- * One self-contained ESM bundle per function (the migration job is one too), with sourcemaps and a metafile each:
+ * One self-contained ESM bundle per function (the migration and archive jobs are one too), with sourcemaps and a metafile each:
  * the container image ships these files and nothing from node_modules. `node esbuild.config.mjs` builds all.
  */
 import { mkdir, stat, writeFile } from 'node:fs/promises';
@@ -10,6 +10,7 @@ const ENTRIES = {
   query: 'functions/query/main.ts',
   relay: 'functions/relay/main.ts',
   migrate: 'functions/migrate/main.ts',
+  archive: 'functions/archive/main.ts',
 };
 
 // knex loads every dialect's driver lazily by name; only node-pg is used, the rest must not be resolved.

@@ -7,6 +7,8 @@
  *   127.0.0.1:29092 (SERVICES_KAFKA_PORT), jars cached in `.cache/kafka/lib`;
  * - only when named (`up kafka-cluster`): three Kafka brokers, 127.0.0.1:29192–29194 (SERVICES_KAFKA_CLUSTER_PORT;
  *   controllers on the next three ports).
+ * - an S3-compatible server (moto's server mode from PyPI, in a venv cached in `.cache/s3-venv`),
+ *   127.0.0.1:29500 (SERVICES_S3_PORT), with the bucket the archive tests use.
  * The ports sit below Linux's ephemeral range (32768–60999): a port inside it can be taken, while its service
  * is stopped by a fault test, by any outgoing connection's local port (or a client's self-connect), and the
  * restart then fails with "address already in use" — which happened to Kafka at 59192.
@@ -23,9 +25,10 @@
 import { kafka, kafkaCluster } from './services/kafka.ts';
 import { postgres } from './services/postgres.ts';
 import { redis } from './services/redis.ts';
+import { s3 } from './services/s3.ts';
 import { log, type Service, type Settings } from './services/service.ts';
 
-const ALL: readonly Service[] = [postgres, redis, kafka];
+const ALL: readonly Service[] = [postgres, redis, kafka, s3];
 /** Started only when named: three JVMs are too much to start for every test run (test/fault/kafka-cluster.test.ts). */
 const ON_REQUEST: readonly Service[] = [kafkaCluster];
 const ALIASES: Record<string, string> = { pg: 'postgres', postgresql: 'postgres' };
@@ -77,7 +80,7 @@ try {
     });
     process.exitCode = states.every(Boolean) ? 0 : 1;
   } else {
-    throw new Error(`unknown command ${command}; use up, down or status [postgres|redis|kafka …]`);
+    throw new Error(`unknown command ${command}; use up, down or status [postgres|redis|kafka|s3 …]`);
   }
 } catch (error) {
   log(error instanceof Error ? error.message : String(error));

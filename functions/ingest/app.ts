@@ -7,6 +7,7 @@ import { accessGateFor } from '#lib/auth';
 import { createRecordCache, type RedisClient, type RedisRecordCache } from '#lib/cache';
 import type { ServiceConfig } from '#lib/config';
 import {
+  archiveStatus,
   createDatabaseProbe,
   createOutboxRepository,
   createRecordWriter,
@@ -80,6 +81,8 @@ export function createIngestApp(config: ServiceConfig, clients: IngestClients, l
     });
   }
   metrics.outbox(() => outbox.backlog());
+  const archive = config.archive;
+  if (archive) metrics.archive(() => archiveStatus(db, archive.afterDays));
 
   let maintenance: { stop(): void } | undefined;
   return {

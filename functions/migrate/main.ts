@@ -1,18 +1,44 @@
 /**
  * The migration job (`npm run db:migrate`, a Kubernetes Job in production): applies pending migrations, then creates the partitions the write window needs
- * (`--maintain-only` skips the migrations: the periodic job of a deployment without an ingest pod running it).
+ * (`--maintain-only` skips the migrations: the periodic job of a deployment without an ingest pod running it;
+ * with S3_BUCKET set it also archives the due days first, so retention in the same run can drop them).
  */
-import { createDatabase, maintainPartitions, migrateToLatest, partitionPlanFrom } from '#lib/db';
+import { archiveDueDays, createObjectStore } from '#lib/archive';
+import { createDatabase, describeRetention, maintainPartitions, migrateToLatest, partitionPlanFrom } from '#lib/db';
 import { bootstrap } from '#lib/runtime';
 
 const { config, logger, logging } = bootstrap(process.env, { servesApi: false });
-const db = createDatabase({ ...config.database, poolMax: 2, applicationName: `${config.service}:migrate` });
+const maintainOnly = process.argv.includes('--maintain-only');
+const db = createDatabase({
+  ...config.database,
+  // Archiving scans whole partitions; the functions' statement timeout is for requests.
+  ...(maintainOnly && config.archive && { statementTimeoutMs: Math.max(config.database.statementTimeoutMs, 600_000) }),
+  poolMax: 3,
+  applicationName: `${config.service}:migrate`,
+});
 try {
-  if (!process.argv.includes('--maintain-only')) {
+  if (!maintainOnly) {
     const applied = await migrateToLatest(db);
     logger.info({ applied }, applied.length > 0 ? 'migrations applied' : 'schema up to date');
   }
-  const report = await maintainPartitions(db, partitionPlanFrom(config));
+  const plan = partitionPlanFrom(config);
+  logger.info({ retention_days: plan.retentionDays }, describeRetention(plan));
+  if (maintainOnly && config.archive) {
+    // A failed archive never stops partition creation; retention simply keeps the days it could not verify.
+    const store = createObjectStore(config.archive);
+    try {
+      const outcomes = await archiveDueDays({ db, store, config: config.archive, logger });
+      const failed = outcomes.filter((o) => o.status === 'failed');
+      logger.info({ days: outcomes.length, failed: failed.length }, 'archive run');
+      if (failed.length > 0) process.exitCode = 1;
+    } catch (error) {
+      logger.error({ err: error }, 'archive run failed; retention keeps the unarchived days');
+      process.exitCode = 1;
+    } finally {
+      store.close();
+    }
+  }
+  const report = await maintainPartitions(db, plan);
   logger.info({ ...report, created: report.created.length }, 'partitions maintained');
 } catch (error) {
   logger.fatal({ err: error }, 'migration failed');

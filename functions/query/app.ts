@@ -16,7 +16,7 @@ import {
   withResponseTier,
 } from '#lib/cache';
 import type { ServiceConfig } from '#lib/config';
-import { createDatabaseProbe, createRecordReader, type Database, poolStats } from '#lib/db';
+import { archivedDayOf, createDatabaseProbe, createRecordReader, type Database, poolStats } from '#lib/db';
 import type { HttpHandler } from '#lib/http';
 import { createMetrics, type Logger, type Metrics } from '#lib/observability';
 import { createCursorCodec, createQueryService, documentFromStore, type RecordSource } from '#lib/records';
@@ -66,6 +66,7 @@ export function createQueryApp(config: ServiceConfig, clients: QueryClients, log
         pages: cache ? redisPages(cache) : uncachedPages,
         reader,
         cursors: createCursorCodec(config.cursorSecret),
+        archive: config.archive && { dayOf: (id: string) => archivedDayOf(readDb, id) },
       }),
       logger,
       openApi: buildOpenApiDocument(config.records),

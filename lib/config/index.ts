@@ -234,6 +234,43 @@ const SETTINGS = {
     trustIncoming: setting('OTEL_TRUST_INCOMING_SAMPLING', flag().default(false)),
     disabled: setting('OTEL_SDK_DISABLED', flag().default(false)),
   },
+  /** Cold days on S3 (lib/archive); unset S3_BUCKET turns archiving off and retention drops days as before. */
+  archive: {
+    bucket: optional(
+      'S3_BUCKET',
+      Joi.string()
+        .pattern(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/)
+        .messages({ 'string.pattern.base': 'S3_BUCKET must be an S3 bucket name' }),
+    ),
+    /** Only for S3-compatible servers (tests); AWS is found from the region. */
+    endpoint: optional('S3_ENDPOINT', Joi.string().uri({ scheme: ['http', 'https'] })),
+    region: setting(
+      'S3_REGION',
+      Joi.string()
+        .pattern(/^[a-z0-9-]+$/)
+        .default('us-east-1'),
+    ),
+    forcePathStyle: setting('S3_FORCE_PATH_STYLE', flag().default(false)),
+    /** Server-side encryption of every object written; unset leaves it to the bucket's default encryption. */
+    sse: optional(
+      'S3_SSE',
+      Joi.string<'AES256' | 'aws:kms' | 'aws:kms:dsse'>().valid('AES256', 'aws:kms', 'aws:kms:dsse'),
+    ),
+    sseKmsKeyId: optional('S3_SSE_KMS_KEY_ID', Joi.string().max(2048)),
+    /** Days older than this are archived; must exceed RECORD_MAX_PAST_DAYS so an archived day takes no writes. */
+    afterDays: setting('ARCHIVE_AFTER_DAYS', int(1, 36_500).default(30)),
+    prefix: setting(
+      'ARCHIVE_PREFIX',
+      Joi.string()
+        .max(256)
+        .pattern(/^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/)
+        .default('data-service'),
+    ),
+    /** Rows per Parquet row group (also capped at 64 MiB of row data): the unit a range read fetches. */
+    rowGroupRows: setting('ARCHIVE_ROW_GROUP_ROWS', int(10, 10_000_000).default(100_000)),
+    /** Rows per object: the unit of upload, verification and resume. */
+    objectRows: setting('ARCHIVE_OBJECT_ROWS', int(10, 1_000_000_000).default(2_000_000)),
+  },
   /** In-process tier of ready GET-by-id responses in the query function; 0 entries turns it off. */
   responseTier: {
     maxEntries: setting('QUERY_RESPONSE_CACHE_ENTRIES', int(0, 10_000_000).default(10_000)),
@@ -253,6 +290,9 @@ export type RedisConfig = Settings['redis'];
 export type CacheConfig = Settings['cache'];
 export type RelayConfig = Settings['relay'];
 export type GroupCommitConfig = Settings['groupCommit'];
+export interface ArchiveConfig extends Omit<Settings['archive'], 'bucket'> {
+  readonly bucket: string;
+}
 
 export interface KafkaConfig extends Omit<Settings['kafka'], 'saslMechanism' | 'saslUsername' | 'saslPassword'> {
   readonly sasl:
@@ -283,7 +323,8 @@ export type AuthConfig =
     });
 export type RateLimitConfig = Settings['rateLimit'];
 
-export interface ServiceConfig extends Omit<Settings, 'redis' | 'kafka' | 'tracing' | 'auth' | 'cursorSecret'> {
+export interface ServiceConfig
+  extends Omit<Settings, 'redis' | 'kafka' | 'tracing' | 'auth' | 'cursorSecret' | 'archive'> {
   readonly auth: AuthConfig;
   readonly cursorSecret: string;
   /** Undefined when neither REDIS_URL nor REDIS_CLUSTER_NODES is set: reads then go straight to PostgreSQL. */
@@ -291,6 +332,8 @@ export interface ServiceConfig extends Omit<Settings, 'redis' | 'kafka' | 'traci
   /** Undefined without KAFKA_BROKERS: events wait in the outbox until a relay with Kafka runs. */
   readonly kafka: KafkaConfig | undefined;
   readonly tracing: TracingConfig;
+  /** Undefined without S3_BUCKET: nothing is archived, and retention drops days without an archive. */
+  readonly archive: ArchiveConfig | undefined;
 }
 
 /** Thrown with every invalid variable named, so one failed start shows everything to fix. */
@@ -371,6 +414,12 @@ export function loadConfig(env: Env, { servesApi = true, issuesCursors = false }
   if (issuesCursors && settings.cursorSecret === undefined && present.K_SERVICE !== undefined) {
     problems.push('CURSOR_SECRET is required in a cluster (K_SERVICE is set): every query pod must share it');
   }
+  const archiveAfter = settings.archive.afterDays;
+  if (settings.archive.bucket !== undefined && Number.isFinite(pastDays) && archiveAfter <= pastDays) {
+    problems.push(
+      `${SETTINGS.archive.afterDays.variable} (${archiveAfter}) must exceed ${SETTINGS.records.maxPastMs.variable} (${pastDays}), or an archived day could still take writes`,
+    );
+  }
   if (problems.length > 0) throw new ConfigError(problems);
   const { saslMechanism, saslUsername, saslPassword, ...kafka } = settings.kafka;
   const { disabled, ...tracing } = settings.tracing;
@@ -401,6 +450,8 @@ export function loadConfig(env: Env, { servesApi = true, issuesCursors = false }
                 : { mechanism: saslMechanism, username: saslUsername ?? '', password: saslPassword ?? '' },
           },
     tracing: { ...tracing, otlpEndpoint: disabled ? undefined : tracing.otlpEndpoint },
+    archive:
+      settings.archive.bucket === undefined ? undefined : { ...settings.archive, bucket: settings.archive.bucket },
   });
 }
 

@@ -1,3 +1,4 @@
+export { type ArchiveStatus, archivedDayOf, archiveStatus, dueDays } from './archive-status.ts';
 export {
   createDatabase,
   createDatabaseProbe,
@@ -11,6 +12,7 @@ export { guardDatabase, toDatabaseError } from './errors.ts';
 export { migrateToLatest, rollbackAll } from './migrator.ts';
 export { createOutboxRepository } from './outbox-repository.ts';
 export {
+  describeRetention,
   listPartitions,
   MaintenancePrivilegeError,
   type MaintenanceReport,

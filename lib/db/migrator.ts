@@ -7,6 +7,7 @@ import * as findRecord0005 from './migrations/0005-find-record.ts';
 import * as contentDigest0006 from './migrations/0006-content-digest.ts';
 import * as roles0007 from './migrations/0007-roles.ts';
 import * as outboxDeadLetter0008 from './migrations/0008-outbox-dead-letter.ts';
+import * as archive0009 from './migrations/0009-archive.ts';
 
 interface Migration {
   up(db: Knex): Promise<void>;
@@ -24,6 +25,7 @@ const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [
   // 0007 hands what exists when it runs to ds_migrate; later migrations hand over what they create.
   ['0007-roles', roles0007],
   ['0008-outbox-dead-letter', outboxDeadLetter0008],
+  ['0009-archive', archive0009],
 ];
 
 const source: Knex.MigrationSource<readonly [string, Migration]> = {

@@ -12,6 +12,11 @@ export interface PartitionPlan {
   /** Partitions wholly older than this many days are dropped; 0 keeps everything. */
   readonly retentionDays: number;
   readonly idempotencyTtlHours: number;
+  /**
+   * With an archive configured (S3_BUCKET), retention drops only days whose archive is verified (`archive_days`,
+   * migration 0009) and keeps their id-registry rows, so an archived id is still a duplicate on a new write.
+   */
+  readonly requireArchive?: boolean;
 }
 
 export interface MaintenanceReport {
@@ -20,6 +25,8 @@ export interface MaintenanceReport {
   readonly idempotencyKeysDeleted: number;
   readonly registryRowsDeleted: number;
   readonly timescale: boolean;
+  /** Partitions past retention kept because their archive is not verified yet (or a restore holds them). */
+  readonly awaitingArchive: string[];
 }
 
 /** The partition plan a service configuration implies: the validator's past window decides how far back. */
@@ -30,12 +37,14 @@ export function partitionPlanFrom(config: {
     readonly retentionDays: number;
     readonly idempotencyTtlHours: number;
   };
+  readonly archive?: object | undefined;
 }): PartitionPlan {
   return {
     pastDays: Math.ceil(config.records.maxPastMs / DAY_MS),
     aheadDays: config.storage.partitionPrecreateDays,
     retentionDays: config.storage.retentionDays,
     idempotencyTtlHours: config.storage.idempotencyTtlHours,
+    requireArchive: config.archive !== undefined,
   };
 }
 
@@ -75,6 +84,7 @@ export async function maintainPartitions(db: Knex, plan: PartitionPlan, now = Da
       const timescale = await isHypertable(q);
       const created: string[] = [];
       const dropped: string[] = [];
+      const awaitingArchive: string[] = [];
       let idsDeleted = 0;
       const today = startOfUtcDay(now);
       const cutoff = today - plan.retentionDays * DAY_MS;
@@ -95,18 +105,25 @@ export async function maintainPartitions(db: Knex, plan: PartitionPlan, now = Da
           await q(`SELECT ds_copy_grants_to_partitions('records')`);
         }
         if (plan.retentionDays > 0) {
+          const droppable = plan.requireArchive ? await archivedPartitions(q) : undefined;
           for (const name of existing) {
             const day = dayOfPartition(name);
             if (day === undefined || day + DAY_MS > cutoff) continue;
+            if (droppable !== undefined && !droppable.has(name)) {
+              awaitingArchive.push(name);
+              continue;
+            }
             await detach(q, name);
             await q(`DROP TABLE ${name}`);
             dropped.push(name);
           }
         }
-      } else if (plan.retentionDays > 0) {
+      } else if (plan.retentionDays > 0 && !plan.requireArchive) {
+        // The archiver reads daily partitions; hypertable chunks are not archived, so with S3 nothing is dropped.
         await q(`SELECT drop_chunks('records', older_than => make_interval(days => $1))`, [plan.retentionDays]);
       }
-      if (plan.retentionDays > 0) {
+      // With an archive the registry keeps every id: a client id of an archived record stays a duplicate.
+      if (plan.retentionDays > 0 && !plan.requireArchive) {
         idsDeleted = await deleteInBatches(
           q,
           // The time condition is repeated outside the subquery so that every batch's join reads through the BRIN
@@ -122,7 +139,14 @@ export async function maintainPartitions(db: Knex, plan: PartitionPlan, now = Da
            SELECT key FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) LIMIT ${DELETE_BATCH})`,
         [plan.idempotencyTtlHours],
       );
-      return { created, dropped, idempotencyKeysDeleted: keysDeleted, registryRowsDeleted: idsDeleted, timescale };
+      return {
+        created,
+        dropped,
+        idempotencyKeysDeleted: keysDeleted,
+        registryRowsDeleted: idsDeleted,
+        timescale,
+        awaitingArchive,
+      };
     } finally {
       await q('SELECT pg_advisory_unlock($1)', [MAINTENANCE_LOCK]);
     }
@@ -180,6 +204,22 @@ async function actAsOwner(q: SessionQuery): Promise<boolean> {
 async function hasGrantCopier(q: SessionQuery): Promise<boolean> {
   const { rows } = await q(`SELECT to_regprocedure('ds_copy_grants_to_partitions(regclass)') IS NOT NULL AS present`);
   return rows[0]?.present === true;
+}
+
+/** Partitions whose archive is verified and which no restore holds: the only ones retention may drop with S3. */
+async function archivedPartitions(q: SessionQuery): Promise<Set<string>> {
+  const { rows } = await q(`
+    SELECT 'records_' || to_char(day, 'YYYYMMDD') AS name FROM archive_days
+    WHERE status = 'verified' AND (hold_until IS NULL OR hold_until <= now())`);
+  return new Set(rows.map((row) => String(row.name)));
+}
+
+/** What retention does in this deployment, said once at start (issue 14: no silent change of behaviour). */
+export function describeRetention(plan: PartitionPlan): string {
+  if (plan.retentionDays === 0) return 'retention off (RETENTION_DAYS=0): every partition is kept';
+  return plan.requireArchive
+    ? `retention drops partitions older than ${plan.retentionDays} days only once their S3 archive is verified; their ids stay registered`
+    : `S3_BUCKET is not set: retention drops partitions older than ${plan.retentionDays} days without archiving them, and forgets their ids`;
 }
 
 /** DETACH CONCURRENTLY, finishing a detach that an earlier run left pending. */
@@ -247,11 +287,18 @@ export function schedulePartitionMaintenance(
 ): { stop(): void; firstRun: Promise<void> } {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  log.info(
+    { retention_days: plan.retentionDays, require_archive: plan.requireArchive === true },
+    describeRetention(plan),
+  );
   const run = async (): Promise<void> => {
     let delay = intervalMs;
     try {
       const report = await maintainPartitions(db, plan);
-      if (report.created.length + report.dropped.length > 0 || report.idempotencyKeysDeleted > 0) {
+      if (
+        report.created.length + report.dropped.length + report.awaitingArchive.length > 0 ||
+        report.idempotencyKeysDeleted > 0
+      ) {
         log.info({ ...report }, 'partition maintenance');
       }
     } catch (error) {

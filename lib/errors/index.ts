@@ -26,6 +26,7 @@ export type ErrorCode =
   | 'forbidden'
   | 'id-conflict'
   | 'rate-limited'
+  | 'record-archived'
   | 'route-not-found'
   | 'method-not-allowed'
   | 'idempotency-key-reused'

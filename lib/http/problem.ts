@@ -27,6 +27,8 @@ const KINDS: Readonly<Record<ErrorCode, ProblemKind>> = {
   forbidden: { status: 403, title: 'Forbidden' },
   'id-conflict': { status: 409, title: 'Id already used for other content' },
   'rate-limited': { status: 429, title: 'Too many requests' },
+  // 404, not 410: the record is not served here, but a restore can bring it back (docs/storage.md).
+  'record-archived': { status: 404, title: 'Record archived' },
   'method-not-allowed': { status: 405, title: 'Method not allowed' },
   'idempotency-in-flight': { status: 409, title: 'Request with this Idempotency-Key in flight' },
   'payload-too-large': { status: 413, title: 'Payload too large' },

@@ -11,6 +11,15 @@ export interface Metrics {
   relay(read: () => { published: number; errors: number; deadLettered: number }): void;
   /** Registers the access gate's count of requests refused by the per-caller rate limit. */
   rateLimited(read: () => number): void;
+  /** Registers the S3 archive's state (read from PostgreSQL at scrape time, at most every 10 s). */
+  archive(
+    read: () => Promise<{
+      verifiedDays: number;
+      bytes: number;
+      lastSuccessAgeSeconds: number | undefined;
+      backlogDays: number;
+    }>,
+  ): void;
   /** Records one finished HTTP request (route is a template: bounded cardinality). */
   observeRequest(sample: { route: string; method: string; status: number; durationSeconds: number }): void;
   /** Registers a connection pool read at scrape time. */
@@ -178,6 +187,55 @@ export function createMetrics(labels: { service: string; revision: string }): Me
           this.set(last.deadLetters);
         },
       });
+    },
+    archive(read) {
+      type Figures = Awaited<ReturnType<typeof read>>;
+      let last: Figures | undefined;
+      let refreshed: { at: number; done: Promise<void> } | undefined;
+      // Four gauges, one scrape, one read; the figures change once a day, so 10 s of staleness costs nothing.
+      const refresh = (): Promise<void> => {
+        if (refreshed === undefined || Date.now() - refreshed.at > 10_000) {
+          refreshed = {
+            at: Date.now(),
+            done: read().then(
+              (value) => {
+                last = value;
+              },
+              () => undefined,
+            ),
+          };
+        }
+        return refreshed.done;
+      };
+      const gauge = (name: string, help: string, pick: (f: Figures) => number | undefined) =>
+        new Gauge({
+          name: `${PREFIX}archive_${name}`,
+          help,
+          registers: [registry],
+          async collect() {
+            await refresh();
+            const value = last === undefined ? undefined : pick(last);
+            // No sample rather than a made-up one: before the first success there is no age.
+            if (value === undefined) this.reset();
+            else this.set(value);
+          },
+        });
+      gauge(
+        'verified_days',
+        'Days whose S3 archive is verified (retention may drop their partitions).',
+        (f) => f.verifiedDays,
+      );
+      gauge('bytes', 'Bytes of Parquet objects in S3 for the verified days.', (f) => f.bytes);
+      gauge(
+        'last_success_age_seconds',
+        'Seconds since a day was last archived and verified.',
+        (f) => f.lastSuccessAgeSeconds,
+      );
+      gauge(
+        'backlog_days',
+        'Partitions older than ARCHIVE_AFTER_DAYS whose archive is not verified yet: retention keeps them.',
+        (f) => f.backlogDays,
+      );
     },
     relay(read) {
       new Counter({

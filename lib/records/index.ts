@@ -3,6 +3,7 @@ export { createGroupCommitStore, type GroupCommitOptions, type GroupCommitStats 
 export { isUuid, uuidv7 } from './ids.ts';
 export { createIngestService, type IngestRequest, type IngestService, notifyingWrites } from './ingest-service.ts';
 export type {
+  ArchiveLocator,
   Caller,
   Clock,
   IdempotencyClaim,

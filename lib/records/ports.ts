@@ -32,6 +32,11 @@ export interface RecordReader {
   list(query: ListQuery): Promise<readonly ListedRecord[]>;
 }
 
+/** Where an archived record went: the UTC day of its archive, asked only when a by-id read found nothing. */
+export interface ArchiveLocator {
+  dayOf(id: string): Promise<string | undefined>;
+}
+
 /** A ready representation of one record: the body to send and its validator. */
 export interface RecordDocument {
   readonly json: string;

@@ -2,7 +2,15 @@ import { createHash } from 'node:crypto';
 import { AppError, InvalidParameterError } from '#lib/errors';
 import type { CursorCodec } from './cursor.ts';
 import { isUuid } from './ids.ts';
-import type { Caller, PageDocument, PageSource, RecordDocument, RecordReader, RecordSource } from './ports.ts';
+import type {
+  ArchiveLocator,
+  Caller,
+  PageDocument,
+  PageSource,
+  RecordDocument,
+  RecordReader,
+  RecordSource,
+} from './ports.ts';
 import { parseListParameters } from './schema.ts';
 import type { ListFilter, ListQuery } from './types.ts';
 
@@ -32,6 +40,8 @@ export interface QueryServiceDeps {
   readonly pages: PageSource;
   readonly reader: RecordReader;
   readonly cursors: CursorCodec;
+  /** With an S3 archive: a miss whose id belongs to an archived day says so (`record-archived`). */
+  readonly archive?: ArchiveLocator | undefined;
 }
 
 /** A strong validator of a representation: computed once when it is read from the store, then cached with it. */
@@ -49,7 +59,7 @@ export function documentFromStore(reader: RecordReader): RecordSource {
 }
 
 /** The read side of the domain: parameter validation, keyset pagination and cursors over the read chains. */
-export function createQueryService({ records, pages, reader, cursors }: QueryServiceDeps): QueryService {
+export function createQueryService({ records, pages, reader, cursors, archive }: QueryServiceDeps): QueryService {
   return {
     async getById(id, caller) {
       if (!isUuid(id)) {
@@ -62,6 +72,15 @@ export function createQueryService({ records, pages, reader, cursors }: QuerySer
       const document = await records.get(normalized);
       // Checked on what any tier returns, so no cache can hand a record to a caller who may not read it.
       if (document === undefined || !caller.mayRead(document.source)) {
+        // Only an id nobody serves now may have been archived. The registry cannot say whose it was (it keeps no
+        // source), so only a caller who may read every source learns where it went: to anyone else it is absent.
+        const day = document === undefined && caller.readsEverySource ? await archive?.dayOf(normalized) : undefined;
+        if (day !== undefined) {
+          throw new AppError(
+            'record-archived',
+            `The record ${normalized} was archived with the records of ${day} (UTC) and is no longer served here; it can be read from the archive, or its day restored by an operator.`,
+          );
+        }
         throw new AppError('not-found', `No record has the id ${normalized}.`);
       }
       return document;

@@ -175,6 +175,8 @@ describe('the roles migration 0007 creates', () => {
         'ds_find_record_source(uuid): ds_query EXECUTE',
         'ds_insert_records(json): ds_ingest EXECUTE',
         'ds_record_digest(text,text,timestamp with time zone,jsonb): ds_ingest EXECUTE',
+        'archive_days: ds_ingest SELECT',
+        'archive_days: ds_query SELECT',
         'outbox_dead_letter: ds_relay INSERT',
         'outbox_dead_letter: ds_relay SELECT',
         'outbox_dead_letter.dead_lettered_at: ds_ingest SELECT',

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
+import { createDatabase } from '#lib/db';
 import { OPEN_BUNDLE_ENV } from '../support/auth.ts';
 import { documentedMetrics, type MetricType, parseTypes } from '../support/observability-files.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
@@ -161,12 +162,27 @@ beforeAll(async () => {
   const otlpUrl = `http://127.0.0.1:${(otlp.address() as AddressInfo).port}`;
 
   database = await createPrivateDatabase('observability');
+  // One verified archived day, so the archive gauges (ingest with S3_BUCKET) have a sample each: the age of the
+  // last success has none before a first success.
+  const archiveDb = createDatabase({
+    url: database.url,
+    poolMax: 1,
+    connectTimeoutMs: 2_000,
+    statementTimeoutMs: 10_000,
+    applicationName: 'tests',
+  });
+  await archiveDb.raw(
+    `INSERT INTO archive_days (day, status, bytes, verified_at) VALUES ('2026-01-01', 'verified', 1, now())`,
+  );
+  await archiveDb.destroy();
   const kafka = { KAFKA_BROKERS: brokers(), KAFKA_TOPIC: TOPIC, KAFKA_TOPIC_PARTITIONS: '1' };
   const redis = { REDIS_URL: redisUrl(), REDIS_KEY_PREFIX: REDIS_PREFIX };
   await Promise.all([
     startBundle('ingest', {
       ...kafka,
       ...redis,
+      // Only a bucket name: ingest reads the archive's state from PostgreSQL and never calls S3.
+      S3_BUCKET: 'data-service-test',
       OTEL_EXPORTER_OTLP_ENDPOINT: otlpUrl,
       OTEL_TRACES_SAMPLER_ARG: '1',
     }),

@@ -97,8 +97,33 @@ describe('loadConfig', () => {
       groupCommit: { enabled: true, maxBatchRecords: 1_000, windowMs: 1, concurrency: 2, maxQueuedRecords: 20_000 },
       tracing: { otlpEndpoint: undefined, sampleRatio: 0.01, trustIncoming: false },
       responseTier: { maxEntries: 10_000, maxBytes: 32 * 1024 * 1024 },
+      archive: undefined,
     };
     expect(loadConfig({ ...ISSUER, DATABASE_URL })).toEqual(expected);
+  });
+
+  it('configures the archive only with S3_BUCKET, and refuses one that could still take writes', () => {
+    expect(loadConfig({ DATABASE_URL, ARCHIVE_AFTER_DAYS: '3' }).archive).toBeUndefined();
+    expect(
+      loadConfig({ DATABASE_URL, S3_BUCKET: 'cold-records', S3_FORCE_PATH_STYLE: '1', S3_SSE: 'aws:kms' }).archive,
+    ).toEqual({
+      bucket: 'cold-records',
+      endpoint: undefined,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      sse: 'aws:kms',
+      sseKmsKeyId: undefined,
+      afterDays: 30,
+      prefix: 'data-service',
+      rowGroupRows: 100_000,
+      objectRows: 2_000_000,
+    });
+    expect(() => loadConfig({ DATABASE_URL, S3_BUCKET: 'cold-records', ARCHIVE_AFTER_DAYS: '7' })).toThrow(
+      /ARCHIVE_AFTER_DAYS \(7\) must exceed RECORD_MAX_PAST_DAYS \(7\)/,
+    );
+    expect(() => loadConfig({ DATABASE_URL, S3_BUCKET: 'Bad_Bucket', S3_SSE: 'rot13', ARCHIVE_PREFIX: '/x' })).toThrow(
+      /S3_BUCKET must be an S3 bucket name[\s\S]*S3_SSE[\s\S]*ARCHIVE_PREFIX/,
+    );
   });
 
   it('keeps the queue-proxy-safe keep-alive default above 90 s', () => {

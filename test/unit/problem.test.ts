@@ -22,6 +22,7 @@ const STATUS: Readonly<Record<ErrorCode, number>> = {
   forbidden: 403,
   'id-conflict': 409,
   'rate-limited': 429,
+  'record-archived': 404,
   'method-not-allowed': 405,
   'idempotency-in-flight': 409,
   'payload-too-large': 413,
