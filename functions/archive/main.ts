@@ -15,7 +15,7 @@ const { values, positionals } = parseArgs({
   allowPositionals: true,
 });
 const command = positionals[0] ?? 'archive';
-const { config, logger, logging } = bootstrap(process.env);
+const { config, logger, logging } = bootstrap(process.env, { servesApi: false });
 
 const fail = (message: string): never => {
   logger.fatal(message);

@@ -20,14 +20,17 @@ const port = process.env.SERVICES_PG_PORT ?? '25432';
 const url = process.env.BENCH_DATABASE_URL ?? `postgres://postgres@127.0.0.1:${port}/data_service_bench_archive`;
 if (!databaseNameOf(url).includes('bench'))
   throw new Error(`refusing ${databaseNameOf(url)}: its name must contain "bench"`);
-const config = loadConfig({
-  ...process.env,
-  DATABASE_URL: url,
-  ARCHIVE_PREFIX: `bench-${randomBytes(4).toString('hex')}`,
-  ARCHIVE_OBJECT_ROWS: process.env.OBJECT_ROWS ?? '2000000',
-  ARCHIVE_ROW_GROUP_ROWS: process.env.ROW_GROUP_ROWS ?? '100000',
-  LOG_LEVEL: 'silent',
-});
+const config = loadConfig(
+  {
+    ...process.env,
+    DATABASE_URL: url,
+    ARCHIVE_PREFIX: `bench-${randomBytes(4).toString('hex')}`,
+    ARCHIVE_OBJECT_ROWS: process.env.OBJECT_ROWS ?? '2000000',
+    ARCHIVE_ROW_GROUP_ROWS: process.env.ROW_GROUP_ROWS ?? '100000',
+    LOG_LEVEL: 'silent',
+  },
+  { servesApi: false },
+);
 const archive = config.archive;
 if (archive === undefined)
   throw new Error('S3_BUCKET is not set: eval "$(npm run -s services:up -- postgres s3)" first');

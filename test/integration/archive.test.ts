@@ -171,8 +171,10 @@ describe('archive → verify → drop → restore', () => {
     const id = ids[17] ?? '';
     expect(await createRecordReader(db).findById(id)).toBeUndefined();
     expect(await archivedDayOf(db, id)).toBe(dayOf(archived));
+    // The registry still knows the id and its content digest: a new write of it with other content is refused
+    // (409 id-conflict, migration 0006), not stored as a second record of the same id.
     const writer = createRecordWriter({ db, idempotencyTtlHours: 24 });
-    const again = await writer.insert([
+    const again = writer.insert([
       {
         id,
         source: 'archive.again',
@@ -182,7 +184,7 @@ describe('archive → verify → drop → restore', () => {
         payloadJson: '{}',
       },
     ]);
-    expect(again).toEqual([{ id, status: 'duplicate' }]);
+    await expect(again).rejects.toMatchObject({ code: 'id-conflict', ids: [id] });
 
     // Over HTTP, as the query function answers it (with S3_BUCKET set, as in production).
     const app = await startTestApp({

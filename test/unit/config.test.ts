@@ -103,9 +103,10 @@ describe('loadConfig', () => {
   });
 
   it('configures the archive only with S3_BUCKET, and refuses one that could still take writes', () => {
-    expect(loadConfig({ DATABASE_URL, ARCHIVE_AFTER_DAYS: '3' }).archive).toBeUndefined();
+    expect(loadConfig({ ...ISSUER, DATABASE_URL, ARCHIVE_AFTER_DAYS: '3' }).archive).toBeUndefined();
     expect(
-      loadConfig({ DATABASE_URL, S3_BUCKET: 'cold-records', S3_FORCE_PATH_STYLE: '1', S3_SSE: 'aws:kms' }).archive,
+      loadConfig({ ...ISSUER, DATABASE_URL, S3_BUCKET: 'cold-records', S3_FORCE_PATH_STYLE: '1', S3_SSE: 'aws:kms' })
+        .archive,
     ).toEqual({
       bucket: 'cold-records',
       endpoint: undefined,
@@ -118,12 +119,12 @@ describe('loadConfig', () => {
       rowGroupRows: 100_000,
       objectRows: 2_000_000,
     });
-    expect(() => loadConfig({ DATABASE_URL, S3_BUCKET: 'cold-records', ARCHIVE_AFTER_DAYS: '7' })).toThrow(
+    expect(() => loadConfig({ ...ISSUER, DATABASE_URL, S3_BUCKET: 'cold-records', ARCHIVE_AFTER_DAYS: '7' })).toThrow(
       /ARCHIVE_AFTER_DAYS \(7\) must exceed RECORD_MAX_PAST_DAYS \(7\)/,
     );
-    expect(() => loadConfig({ DATABASE_URL, S3_BUCKET: 'Bad_Bucket', S3_SSE: 'rot13', ARCHIVE_PREFIX: '/x' })).toThrow(
-      /S3_BUCKET must be an S3 bucket name[\s\S]*S3_SSE[\s\S]*ARCHIVE_PREFIX/,
-    );
+    expect(() =>
+      loadConfig({ ...ISSUER, DATABASE_URL, S3_BUCKET: 'Bad_Bucket', S3_SSE: 'rot13', ARCHIVE_PREFIX: '/x' }),
+    ).toThrow(/S3_BUCKET must be an S3 bucket name[\s\S]*S3_SSE[\s\S]*ARCHIVE_PREFIX/);
   });
 
   it('keeps the queue-proxy-safe keep-alive default above 90 s', () => {
