@@ -1,6 +1,6 @@
 import {
   type Admin,
-  ConfigResourceTypes,
+  type ConfigResourceTypes,
   Kafka,
   type KafkaConfig as KafkaJsConfig,
   logLevel,
@@ -25,6 +25,11 @@ import {
   recordSize,
   type SizedMessage,
 } from './record-batch.ts';
+
+// kafkajs's ConfigResourceTypes.TOPIC. Not imported by name: kafkajs is CommonJS, and Node's detection of its
+// named exports (cjs-module-lexer) stops at the `...errors` spread in its module.exports, so a process running
+// this file unbundled (npm start, npm run relay) would fail to load it.
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
 
 export interface KafkaPublisherOptions {
   readonly config: KafkaConfig;
@@ -171,7 +176,7 @@ export async function readTopicState(admin: Admin, topic: string): Promise<Topic
   try {
     const described = await admin.describeConfigs({
       includeSynonyms: false,
-      resources: [{ type: ConfigResourceTypes.TOPIC, name: topic, configNames: TOPIC_CONFIGS }],
+      resources: [{ type: TOPIC_RESOURCE, name: topic, configNames: TOPIC_CONFIGS }],
     });
     for (const entry of described.resources[0]?.configEntries ?? []) configs.set(entry.configName, entry.configValue);
   } catch {
