@@ -1,7 +1,9 @@
 /**
  * The migration job (`npm run db:migrate`, a Kubernetes Job in production): applies pending migrations, then creates the partitions the write window needs
  * (`--maintain-only` skips the migrations: the periodic job of a deployment without an ingest pod running it;
- * with S3_BUCKET set it also archives the due days first, so retention in the same run can drop them).
+ * with S3_BUCKET set it then archives the due days). Partitions come first: archiving a large day can outlast the
+ * job's deadline, and the days ahead must be created whatever happens to it. Retention drops only verified days,
+ * so a day archived in this run is dropped by the next one.
  */
 import { archiveDueDays, createObjectStore } from '#lib/archive';
 import { createDatabase, describeRetention, maintainPartitions, migrateToLatest, partitionPlanFrom } from '#lib/db';
@@ -23,6 +25,8 @@ try {
   }
   const plan = partitionPlanFrom(config);
   logger.info({ retention_days: plan.retentionDays }, describeRetention(plan));
+  const report = await maintainPartitions(db, plan);
+  logger.info({ ...report, created: report.created.length }, 'partitions maintained');
   if (maintainOnly && config.archive) {
     // A failed archive never stops partition creation; retention simply keeps the days it could not verify.
     const store = createObjectStore(config.archive);
@@ -38,8 +42,6 @@ try {
       store.close();
     }
   }
-  const report = await maintainPartitions(db, plan);
-  logger.info({ ...report, created: report.created.length }, 'partitions maintained');
 } catch (error) {
   logger.fatal({ err: error }, 'migration failed');
   process.exitCode = 1;

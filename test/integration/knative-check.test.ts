@@ -382,6 +382,32 @@ data:
     ],
   },
   {
+    name: 'the archiving maintenance job without its IAM role',
+    kustomization: jsonPatchOf('CronJob', 'partition-maintenance', [
+      { op: 'replace', path: '/spec/jobTemplate/spec/template/spec/serviceAccountName', value: 'data-service' },
+    ]),
+    findings: [
+      {
+        object: 'CronJob/partition-maintenance',
+        field: 'spec.template.spec.containers[0]',
+        message: 'archives to S3 bucket "data-service-archive-123456789012-eu-west-1" (ConfigMap data-service-config-',
+        rule: 'aws-identity',
+      },
+    ],
+  },
+  {
+    name: 'an IAM role on the functions',
+    kustomization: `patches:
+  - target: { kind: ServiceAccount, name: data-service }
+    patch: '[{"op": "add", "path": "/metadata/annotations", "value": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/x"}}]'
+`,
+    findings: bothServices(
+      'spec.template.spec.serviceAccountName',
+      'ServiceAccount "data-service" has the IAM role arn:aws:iam::123456789012:role/x: the functions call no AWS API',
+      'aws-identity',
+    ),
+  },
+  {
     name: 'Kafka over TLS without SASL',
     kustomization: `configMapGenerator:
   - name: data-service-kafka
@@ -501,7 +527,7 @@ describe('npm run knative:check', () => {
       expect(all.stdout).toContain(`ok ${path}:`);
     }
     expect(all.stdout).toMatch(
-      /^ok knative\/overlays\/production: 11 resources, 2 Knative Services \(ingest, query\)$/m,
+      /^ok knative\/overlays\/production: 12 resources, 2 Knative Services \(ingest, query\)$/m,
     );
   });
 

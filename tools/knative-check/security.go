@@ -116,13 +116,15 @@ type workload struct {
 	namespace  string
 	podLabels  map[string]string
 	containers []corev1.Container
-	service    bool // a Knative Service: a function on the public path
+	service    bool   // a Knative Service: a function on the public path
+	account    string // its pods' ServiceAccount ("" is the namespace's default)
 }
 
 // securityRules applies the production security rules to one rendered input.
 func securityRules(docs []document, in inputs) []finding {
 	var findings []finding
 	var workloads []workload
+	accounts := map[string]corev1.ServiceAccount{}
 	var requestAuths []struct {
 		d    document
 		spec requestAuthentication
@@ -149,7 +151,7 @@ func securityRules(docs []document, in inputs) []finding {
 			// Labels Knative puts on every pod of the Service's revisions.
 			podLabels["serving.knative.dev/service"] = svc.Name
 			podLabels["serving.knative.dev/configuration"] = svc.Name
-			workloads = append(workloads, workload{d.id(), d.namespace, podLabels, svc.Spec.Template.Spec.Containers, true})
+			workloads = append(workloads, workload{d.id(), d.namespace, podLabels, svc.Spec.Template.Spec.Containers, true, svc.Spec.Template.Spec.ServiceAccountName})
 		case d.apiVersion == "batch/v1" && (d.kind == "CronJob" || d.kind == "Job"):
 			var template corev1.PodTemplateSpec
 			var metadata metav1.ObjectMeta
@@ -169,8 +171,15 @@ func securityRules(docs []document, in inputs) []finding {
 				template, metadata = job.Spec.Template, job.ObjectMeta
 			}
 			if metadata.Labels[environmentLabel] == "production" {
-				workloads = append(workloads, workload{d.id(), d.namespace, template.Labels, template.Spec.Containers, false})
+				workloads = append(workloads, workload{d.id(), d.namespace, template.Labels, template.Spec.Containers, false, template.Spec.ServiceAccountName})
 			}
+		case d.apiVersion == "v1" && d.kind == "ServiceAccount":
+			var account corev1.ServiceAccount
+			if f := decodeStrict(d, &account); len(f) > 0 {
+				findings = append(findings, f...)
+				continue
+			}
+			accounts[refKey(d.namespace, account.Name)] = account
 		case strings.HasPrefix(d.apiVersion, istioSecurityAPI) && d.kind == "RequestAuthentication":
 			var ra requestAuthentication
 			if err := yaml.Unmarshal(d.raw, &ra); err != nil {
@@ -303,7 +312,59 @@ func securityRules(docs []document, in inputs) []finding {
 		}
 	}
 
+	findings = append(findings, awsIdentityRules(workloads, accounts, in)...)
 	return append(findings, sharedDatabaseSecrets(workloads)...)
+}
+
+// roleAnnotation is how IRSA gives a pod an IAM role: the EKS webhook mounts a web-identity token for it.
+const roleAnnotation = "eks.amazonaws.com/role-arn"
+
+// awsIdentityRules: only the job that archives to S3 holds an AWS role (knative/cluster/eks/archive-bucket.yaml),
+// and it does hold one — without it the hourly archive fails, and retention keeps every old day for ever. The
+// functions read only PostgreSQL's record of the archive and must not carry S3 credentials.
+func awsIdentityRules(workloads []workload, accounts map[string]corev1.ServiceAccount, in inputs) []finding {
+	var findings []finding
+	for _, w := range workloads {
+		name := w.account
+		if name == "" {
+			name = "default"
+		}
+		account, declared := accounts[refKey(w.namespace, name)]
+		role := account.Annotations[roleAnnotation]
+		if w.service {
+			if role != "" {
+				findings = append(findings, finding{w.id, "spec.template.spec.serviceAccountName", fmt.Sprintf("ServiceAccount %q has the IAM role %s: the functions call no AWS API; only the archive job may hold one (docs/security.md)", name, role), "aws-identity"})
+			}
+			continue
+		}
+		for index, c := range w.containers {
+			if !archives(c) {
+				continue
+			}
+			bucket, origin, set, known := lookupSetting(c, w.namespace, in, "S3_BUCKET")
+			if !known || !set {
+				continue
+			}
+			if role == "" {
+				why := "has no " + roleAnnotation
+				if !declared {
+					why = "is not declared in these manifests"
+				}
+				findings = append(findings, finding{w.id, fmt.Sprintf("spec.template.spec.containers[%d]", index), fmt.Sprintf("archives to S3 bucket %q (%s) but ServiceAccount %q %s: the job would find no credentials and retention would keep every old day (knative/cluster/eks/archive-bucket.yaml)", bucket, origin, name, why), "aws-identity"})
+			}
+		}
+	}
+	return findings
+}
+
+// archives: the container runs a command that writes the archive (the maintenance run or the archive job).
+func archives(c corev1.Container) bool {
+	for _, arg := range append(append([]string{}, c.Command...), c.Args...) {
+		if arg == "--maintain-only" || strings.HasSuffix(arg, "archive.mjs") {
+			return true
+		}
+	}
+	return false
 }
 
 // usableJWTRule: Istio can validate tokens with it, and hands them on to the app.
