@@ -35,6 +35,8 @@ WORKDIR /app
 # Root-owned and read-only for the process; the pod also mounts the root filesystem read-only
 # (securityContext.readOnlyRootFilesystem in knative/base). Source maps stay in CI artefacts: 4–5 MB each.
 COPY --from=build /src/dist/ingest.mjs /src/dist/query.mjs /src/dist/relay.mjs /src/dist/migrate.mjs ./dist/
+# The API page's renderer (swagger-ui-dist's script, style sheet and licence), served by query at /docs.
+COPY --from=build /src/dist/docs/ ./dist/docs/
 # distroless' nonroot user, numeric so that the kubelet can verify runAsNonRoot.
 USER 65532:65532
 # V8 sizes its young generation from the memory it sees (the node's, not the pod's 512Mi limit): 16 MB semi-spaces

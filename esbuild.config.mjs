@@ -2,7 +2,7 @@
  * One self-contained ESM bundle per function (the migration and archive jobs are one too), with sourcemaps and a metafile each:
  * the container image ships these files and nothing from node_modules. `node esbuild.config.mjs` builds all.
  */
-import { mkdir, stat, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
 import { build } from 'esbuild';
 
 const ENTRIES = {
@@ -55,6 +55,11 @@ for (const [name, entry] of Object.entries(ENTRIES)) {
   });
   await writeFile(`dist/${name}.meta.json`, JSON.stringify(result.metafile));
   sizes[name] = (await stat(`dist/${name}.mjs`)).size;
+}
+// The API page's renderer (lib/api/api-reference.ts): served from next to the bundle, never from a CDN.
+await mkdir('dist/docs', { recursive: true });
+for (const file of ['swagger-ui-bundle.js', 'swagger-ui.css', 'favicon-32x32.png', 'LICENSE', 'NOTICE']) {
+  await copyFile(`node_modules/swagger-ui-dist/${file}`, `dist/docs/${file}`);
 }
 for (const [name, bytes] of Object.entries(sizes)) {
   process.stdout.write(`dist/${name}.mjs  ${(bytes / 1024).toFixed(1)} KiB\n`);

@@ -1,5 +1,5 @@
 import middy from '@middy/core';
-import { API_ROUTES, bindRoutes, staticJson } from '#lib/api';
+import { API_ROUTES, apiReference, bindRoutes, staticJson } from '#lib/api';
 import type { AccessGate } from '#lib/auth';
 import {
   type CorsOptions,
@@ -31,12 +31,13 @@ export interface QueryHandlerDeps {
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 const PRIVATE_IMMUTABLE = 'private, max-age=31536000, immutable';
 
-/** The query function's middy handler: `GET /data/{id}`, `GET /data?…` and the OpenAPI document. */
+/** The query function's middy handler: `GET /data/{id}`, `GET /data?…`, the OpenAPI document and its page. */
 export function createQueryHandler(deps: QueryHandlerDeps): HttpHandler {
   const { query, logger, openApi, gate } = deps;
   const personal = gate.authenticates ? { vary: 'Authorization' } : {};
   const recordCaching = { 'cache-control': gate.authenticates ? PRIVATE_IMMUTABLE : IMMUTABLE, ...personal };
   const pageCaching = { 'cache-control': gate.authenticates ? 'private, no-cache' : 'no-cache', ...personal };
+  const reference = apiReference();
   const router = createRouter(
     bindRoutes(
       'query',
@@ -59,6 +60,8 @@ export function createQueryHandler(deps: QueryHandlerDeps): HttpHandler {
           return { statusCode: 200, headers, body: page.json };
         },
         openApi: staticJson(openApi),
+        apiReference: reference.page,
+        apiReferenceAsset: reference.asset,
       },
       gate,
     ),

@@ -1,3 +1,4 @@
+export { API_REFERENCE_FILES, apiReference } from './api-reference.ts';
 export { type JsonSchema, joiToJsonSchema } from './json-schema.ts';
 export { buildOpenApiDocument } from './openapi.ts';
 export {

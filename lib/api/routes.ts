@@ -168,6 +168,27 @@ export const API_ROUTES = [
     summary: 'This document',
     responses: { 200: { description: 'OpenAPI 3.1', schema: 'none' } },
   },
+  {
+    operationId: 'apiReference',
+    function: 'query',
+    method: 'GET',
+    path: '/docs',
+    summary: 'This document as a page (Swagger UI, served by the function itself)',
+    responses: { 200: { description: 'An HTML page that renders /openapi.json.', schema: 'none' } },
+  },
+  {
+    operationId: 'apiReferenceAsset',
+    function: 'query',
+    method: 'GET',
+    path: '/docs/{asset}',
+    summary: 'A script or style sheet of the API page',
+    pathParameters: { asset: Joi.string().max(64) },
+    responses: {
+      200: { description: 'The file, compressed when the client accepts it.', schema: 'none' },
+      304: { description: 'The ETag in If-None-Match still matches.', schema: 'none' },
+      404: { description: 'No such file.' },
+    },
+  },
 ] as const satisfies readonly RouteSpec[];
 
 type RoutesOf<F extends FunctionName> = Extract<(typeof API_ROUTES)[number], { function: F } | { servedByBoth: true }>;

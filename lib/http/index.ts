@@ -1,3 +1,4 @@
+export { responseCodingOf } from './accept-encoding.ts';
 export { type BodyFormat, bodyFormatOf, jsonBody, MEDIA_TYPES, parseJson, parseNdjson } from './body.ts';
 export { type CorsOptions, cors, NO_CORS } from './cors.ts';
 export { problemErrors } from './middlewares.ts';

@@ -5,27 +5,12 @@
  */
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import type { HttpResponse } from '#lib/http';
+import { type HttpResponse, responseCodingOf } from '#lib/http';
 
 const brotli = promisify(zlib.brotliCompress);
 const gzip = promisify(zlib.gzip);
 const BROTLI_FAST = { params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 1 } };
 const GZIP_FAST = { level: 1 };
-
-/** The coding to use for `accept` (br before gzip), or undefined when neither is acceptable. */
-export function responseCodingOf(accept: string | undefined): 'br' | 'gzip' | undefined {
-  if (accept === undefined) return undefined;
-  const offered = new Map<string, number>();
-  for (const part of accept.split(',')) {
-    const [name = '', ...params] = part.trim().toLowerCase().split(';');
-    const q = params.map((p) => /^\s*q=([0-9.]+)\s*$/.exec(p)?.[1]).find((v) => v !== undefined);
-    offered.set(name, q === undefined ? 1 : Number(q));
-  }
-  const quality = (coding: string) => offered.get(coding) ?? (offered.has('*') ? (offered.get('*') ?? 0) : 0);
-  if (quality('br') > 0) return 'br';
-  if (quality('gzip') > 0) return 'gzip';
-  return undefined;
-}
 
 /** `response`, compressed when it is at least `minBytes`, has no ETag or encoding yet, and the client accepts it. */
 export async function compressResponse(

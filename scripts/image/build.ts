@@ -9,7 +9,7 @@
  *
  * --no-bundle uses dist/ as it is (the test suite's `npm run build` made it) instead of running esbuild first.
  */
-import { copyFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensureBase } from './base.ts';
 import { BUNDLES, CACHE_DIR, DIST_DIR, ensureDir, IMAGE, isMain, log, ROOT, run, tryRun } from './common.ts';
@@ -41,6 +41,8 @@ function bundleContext(): string {
     if (!existsSync(bundle)) throw new Error(`${bundle} is missing: run npm run build first`);
     copyFileSync(bundle, join(target, `${name}.mjs`));
   }
+  // The API page's renderer, which query serves at /docs (the Dockerfile copies dist/docs/ whole).
+  cpSync(join(DIST_DIR, 'docs'), join(target, 'docs'), { recursive: true });
   return context;
 }
 
