@@ -124,7 +124,7 @@ describeBrowser('GET /docs in Chromium', () => {
     try {
       await page.goto(`${app.queryUrl}/docs`);
       await page.locator('.opblock').first().waitFor({ timeout: 30_000 });
-      const title = await page.locator('.info .title').innerText();
+      const title = (await page.locator('.info .title').textContent()) ?? '';
       const drawn = await page.locator('.opblock-summary-path').allInnerTexts();
       const shown = new Set(drawn.map((text) => text.replace(/\s+/g, '')));
       const directory = join(ROOT, '.cache', 'screenshots');
