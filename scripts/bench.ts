@@ -15,6 +15,9 @@ import { CORES } from './bench/cost.ts';
 import { ARGS, intEnv, runBench } from './bench/lifecycle.ts';
 import { createBenchTables } from './bench/pg.ts';
 import { compare, type Entry, startupLines, table, verdictLines, verdicts } from './bench/report.ts';
+import { helpFromHeader } from './help.ts';
+
+helpFromHeader(import.meta.url);
 
 const PARTS = { ceilings, naive, service } as const;
 const unknown = ARGS.filter((p) => !(p in PARTS));

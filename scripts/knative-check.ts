@@ -14,7 +14,10 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
+import { helpFromHeader } from './help.ts';
 import { logger, ROOT } from './processes.ts';
+
+helpFromHeader(import.meta.url);
 
 const SOURCE_DIR = join(ROOT, 'tools', 'knative-check');
 const CLUSTER_DIR = join(ROOT, 'knative', 'cluster');

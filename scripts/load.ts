@@ -8,16 +8,19 @@
  *   node scripts/load.ts slo --rate 500 --duration 10s
  *   BASE_URL=http://127.0.0.1:8080 READ_RATIO=0.5 node scripts/load.ts mixed
  */
+
+import { exitOnHelp } from '#lib/runtime';
 import { parseCli, USAGE } from './load/cli.ts';
 import { describe, runLocal, say } from './load/runs.ts';
 import { freePort, ROOT, type Started, startProcess, waitFor } from './processes.ts';
+
+exitOnHelp(USAGE);
 
 let options: ReturnType<typeof parseCli>;
 try {
   options = parseCli(process.argv.slice(2), process.env);
 } catch (error) {
   process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
-  if (process.argv.includes('--help')) process.stderr.write(`${USAGE}\n`);
   process.exit(2);
 }
 

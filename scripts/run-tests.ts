@@ -10,7 +10,10 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { helpFromHeader } from './help.ts';
 import { ROOT } from './processes.ts';
+
+helpFromHeader(import.meta.url);
 
 const SUITES = ['unit', 'integration', 'fault', 'all'];
 const suite = process.argv[2] ?? 'all';

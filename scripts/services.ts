@@ -22,11 +22,15 @@
  * `up` prints the settings as `export NAME=value` lines on stdout (logs go to stderr), so
  * `eval "$(npm run -s services:up)"` configures a shell.
  */
+
+import { helpFromHeader } from './help.ts';
 import { kafka, kafkaCluster } from './services/kafka.ts';
 import { postgres } from './services/postgres.ts';
 import { redis } from './services/redis.ts';
 import { s3 } from './services/s3.ts';
 import { log, type Service, type Settings } from './services/service.ts';
+
+helpFromHeader(import.meta.url);
 
 const ALL: readonly Service[] = [postgres, redis, kafka, s3];
 /** Started only when named: three JVMs are too much to start for every test run (test/fault/kafka-cluster.test.ts). */

@@ -16,8 +16,11 @@ import { publicTargetOf } from '#lib/api';
 import { loadConfig } from '#lib/config';
 import { createDatabase, maintainPartitions, migrateToLatest, partitionPlanFrom } from '#lib/db';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from './embedded-postgres.ts';
+import { helpFromHeader } from './help.ts';
 import { JWKS_PATH, type LocalIssuer, localIssuer } from './local-issuer.ts';
 import { freePort, ROOT } from './processes.ts';
+
+helpFromHeader(import.meta.url);
 
 const PORT = Number(process.env.PORT ?? 8080);
 const HOST = process.env.HOST ?? '127.0.0.1';

@@ -7,7 +7,14 @@
 import { parseArgs } from 'node:util';
 import { archiveDay, archiveDueDays, createObjectStore, type DayOutcome, parseDay, restoreDay } from '#lib/archive';
 import { createDatabase } from '#lib/db';
-import { bootstrap } from '#lib/runtime';
+import { bootstrap, exitOnHelp } from '#lib/runtime';
+
+exitOnHelp(`usage: npm run archive [-- --day YYYY-MM-DD]
+       npm run restore -- --day YYYY-MM-DD [--hold-days N]
+archive: writes every due day (older than ARCHIVE_AFTER_DAYS), or the one given, to S3 as Parquet and verifies it.
+restore: re-attaches an archived day from S3 and holds it against retention for N days (default 7).
+Both are idempotent and resumable. Needs S3_BUCKET (and the S3_* settings) and DATABASE_URL; docs/storage.md.
+Exit status: 0 when every day touched ended verified or restored, 1 otherwise, 78 for bad configuration.`);
 
 const { values, positionals } = parseArgs({
   args: process.argv.slice(2),

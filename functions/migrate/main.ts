@@ -7,7 +7,13 @@
  */
 import { archiveDueDays, createObjectStore } from '#lib/archive';
 import { createDatabase, describeRetention, maintainPartitions, migrateToLatest, partitionPlanFrom } from '#lib/db';
-import { bootstrap } from '#lib/runtime';
+import { bootstrap, exitOnHelp } from '#lib/runtime';
+
+exitOnHelp(`usage: npm run db:migrate          (node dist/migrate.mjs)
+       npm run db:maintain         (node dist/migrate.mjs --maintain-only)
+Applies pending migrations (as ds_migrate, DATABASE_URL), then creates the partitions of the write window and
+applies retention. --maintain-only skips the migrations: the hourly maintenance job, which also archives the due
+days to S3 when S3_BUCKET is set (docs/storage.md). Settings: the environment, as in the README's table.`);
 
 const { config, logger, logging } = bootstrap(process.env, { servesApi: false });
 const maintainOnly = process.argv.includes('--maintain-only');

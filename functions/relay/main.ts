@@ -7,7 +7,12 @@ import { AppError } from '#lib/errors';
 import { createKafkaPublisher, createOutboxRelay } from '#lib/events';
 import { problemResponse } from '#lib/http';
 import { createMetrics } from '#lib/observability';
-import { bootstrap, createAccessLog, runFunction } from '#lib/runtime';
+import { bootstrap, createAccessLog, exitOnHelp, runFunction } from '#lib/runtime';
+
+exitOnHelp(`usage: npm run relay          (node dist/relay.mjs)
+The outbox relay as its own process, for deployments that run it apart from ingest (RELAY_ENABLED=false there):
+publishes committed outbox rows to Kafka, serving only /healthz, /readyz and /metrics on $PORT. Settings: the
+environment (DATABASE_URL, KAFKA_*, RELAY_*), as in the README's table.`);
 
 const { config, logger, logging, tracing } = bootstrap(process.env, { servesApi: false });
 if (config.kafka === undefined) {

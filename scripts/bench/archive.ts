@@ -13,6 +13,9 @@ import { randomBytes } from 'node:crypto';
 import { archiveDay, createObjectStore, restoreDay, tableFigures } from '#lib/archive';
 import { loadConfig } from '#lib/config';
 import { createDatabase, databaseNameOf, maintainPartitions, migrateToLatest, partitionName } from '#lib/db';
+import { helpFromHeader } from '../help.ts';
+
+helpFromHeader(import.meta.url);
 
 const DAY = 86_400_000;
 const rows = Number(process.env.ROWS ?? 500_000);

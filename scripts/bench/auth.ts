@@ -11,7 +11,10 @@ import { Redis } from 'ioredis';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { createKeySet, createRateLimiter, createTokenVerifier } from '#lib/auth';
 import { createSilentLogger } from '#lib/observability';
+import { helpFromHeader } from '../help.ts';
 import { issuerOf, newIssuerKey } from '../local-issuer.ts';
+
+helpFromHeader(import.meta.url);
 
 const N = Number(process.env.BENCH_AUTH_ITERATIONS ?? 5_000);
 const issuer = await issuerOf(await newIssuerKey());

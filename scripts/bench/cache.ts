@@ -13,9 +13,12 @@
  * reads that made no Redis lookup.
  */
 import { randomUUID } from 'node:crypto';
+import { helpFromHeader } from '../help.ts';
 import { intEnv, runBench, say } from './lifecycle.ts';
 import { prefill, rateRun, scrapeCounter, skewedIndex } from './rate.ts';
 import { formatTable, round } from './report.ts';
+
+helpFromHeader(import.meta.url);
 
 const settings = {
   ids: intEnv('BENCH_CACHE_IDS', 10_000),

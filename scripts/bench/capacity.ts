@@ -11,10 +11,13 @@
  * write has a new id. docs/capacity.md turns the CPU per request at the best step into a per-pod figure.
  */
 import { randomUUID } from 'node:crypto';
+import { helpFromHeader } from '../help.ts';
 import { sleep } from '../processes.ts';
 import { intEnv, runBench, say } from './lifecycle.ts';
 import { prefill, type RateOutcome, type Request, rateRun, recordBody, skewedIndex } from './rate.ts';
 import { formatTable } from './report.ts';
+
+helpFromHeader(import.meta.url);
 
 const settings = {
   stepSeconds: intEnv('BENCH_CAPACITY_STEP_SECONDS', 8),

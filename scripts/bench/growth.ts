@@ -12,11 +12,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
+import { helpFromHeader } from '../help.ts';
 import { intEnv, runBench, say } from './lifecycle.ts';
 import { assertScratchDatabase } from './pg.ts';
 import { type Request, rateRun, recordBody } from './rate.ts';
 import { formatTable, round } from './report.ts';
 import { loadSyntheticRecords, SOURCES } from './synthetic-records.ts';
+
+helpFromHeader(import.meta.url);
 
 const DAY_MS = 86_400_000;
 const settings = {

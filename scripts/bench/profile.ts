@@ -9,12 +9,15 @@
  */
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { helpFromHeader } from '../help.ts';
 import { ROOT } from '../processes.ts';
 import { type Bench, naive, type RunOptions, service, settings } from './cases.ts';
 import { analyse, type CpuProfile } from './cpu-profile.ts';
 import { ARGS, DIST, intEnv, runBench, say } from './lifecycle.ts';
 import { createBenchTables } from './pg.ts';
 import { formatTable } from './report.ts';
+
+helpFromHeader(import.meta.url);
 
 const SERVERS = {
   'node-hello': 'hello',

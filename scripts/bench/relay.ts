@@ -16,12 +16,15 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from '
 import { join } from 'node:path';
 import { Kafka, logLevel } from 'kafkajs';
 import pg from 'pg';
+import { helpFromHeader } from '../help.ts';
 import { ROOT, sleep } from '../processes.ts';
 import { kafka } from '../services/kafka.ts';
 import { measure } from './cost.ts';
 import { analyse, type CpuProfile } from './cpu-profile.ts';
 import { DIST, intEnv, runBench, say } from './lifecycle.ts';
 import { formatTable, round } from './report.ts';
+
+helpFromHeader(import.meta.url);
 
 const EVENTS = intEnv('BENCH_RELAY_EVENTS', 40_000);
 const OVERSIZE = Number(process.env.BENCH_RELAY_OVERSIZE ?? 1);

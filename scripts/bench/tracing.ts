@@ -5,10 +5,14 @@
  * (OTEL_TRACES_SAMPLER_ARG=1). The three run BENCH_TRACING_ROUNDS times (2) in turn, to spread the machine's drift
  * over all of them; each figure is the mean over the rounds, reported as a ratio to `off`.
  */
+
+import { helpFromHeader } from '../help.ts';
 import { type Bench, httpCase, nextPhase, settings } from './cases.ts';
 import { intEnv, runBench } from './lifecycle.ts';
 import { type Entry, formatTable, round } from './report.ts';
 import { luaScripts } from './wrk.ts';
+
+helpFromHeader(import.meta.url);
 
 const rounds = intEnv('BENCH_TRACING_ROUNDS', 2);
 const configs = [

@@ -11,10 +11,13 @@
  */
 import { copyFileSync, cpSync, existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { helpFromHeader } from '../help.ts';
 import { ensureBase } from './base.ts';
 import { BUNDLES, CACHE_DIR, DIST_DIR, ensureDir, IMAGE, isMain, log, ROOT, run, tryRun } from './common.ts';
 import { formatMeasurement, type ImageMeasurement, measureImage } from './measure.ts';
 import { ensureTools } from './tools.ts';
+
+helpFromHeader(import.meta.url);
 
 export interface BuildOptions {
   /** Run esbuild (`node esbuild.config.mjs`) before building; false takes dist/ as it is. */

@@ -11,11 +11,14 @@
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { helpFromHeader } from '../help.ts';
 import { buildImage } from './build.ts';
 import { runImageChecks, type Services } from './checks.ts';
 import { CACHE_DIR, ensureDir, IMAGE, log, ROOT } from './common.ts';
 import { formatReport, verdicts } from './report.ts';
 import { ensureTools } from './tools.ts';
+
+helpFromHeader(import.meta.url);
 
 const args = process.argv.slice(2);
 const numberOf = (flag: string): number | undefined => {
