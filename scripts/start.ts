@@ -12,6 +12,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Agent, createServer, request } from 'node:http';
 import { join } from 'node:path';
+import pinoPretty from 'pino-pretty';
 import { publicTargetOf } from '#lib/api';
 import { loadConfig } from '#lib/config';
 import { createDatabase, maintainPartitions, migrateToLatest, partitionPlanFrom } from '#lib/db';
@@ -81,14 +82,26 @@ if (env.AUTH_MODE === undefined && env.AUTH_JWKS_URL === undefined) {
 }
 const jwks = issuer && Buffer.from(JSON.stringify(issuer.jwks));
 
+// A terminal gets readable lines (pino-pretty, one formatter per function so lines never interleave); a pipe or
+// file gets the functions' JSON lines untouched, as a log shipper would. LOG_FORMAT=json keeps JSON on a terminal.
+const prettyLogs = process.stdout.isTTY === true && process.env.LOG_FORMAT !== 'json';
+const prettyStream = () =>
+  pinoPretty({
+    colorize: true,
+    translateTime: 'SYS:HH:MM:ss.l',
+    ignore: 'pid,hostname,service,revision',
+    messageFormat: '{service}: {msg}',
+  });
+
 const functions = await Promise.all(
   (['ingest', 'query'] as const).map(async (name) => {
     const port = await freePort();
     const child = spawn(process.execPath, [join(ROOT, 'functions', name, 'main.ts')], {
       cwd: ROOT,
       env: { ...env, PORT: String(port), HOST: '127.0.0.1', K_SERVICE: env.K_SERVICE ?? name },
-      stdio: ['ignore', 'inherit', 'inherit'],
+      stdio: ['ignore', prettyLogs ? 'pipe' : 'inherit', 'inherit'],
     });
+    if (prettyLogs) child.stdout?.pipe(prettyStream());
     return { name, port, child };
   }),
 );
