@@ -13,6 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { helpFromHeader } from '../help.ts';
+import { progress } from '../progress.ts';
 import { intEnv, runBench, say } from './lifecycle.ts';
 import { assertScratchDatabase } from './pg.ts';
 import { type Request, rateRun, recordBody } from './rate.ts';
@@ -54,11 +55,13 @@ await runBench({
     try {
       for (const size of sizes) {
         const began = performance.now();
-        const seconds = () => ((performance.now() - began) / 1000).toFixed(0);
+        const load = progress(`bench:growth loading to ${size} rows`, size, { unit: 'rows' });
+        load.update(loaded);
         await loadSyntheticRecords(client, {
           ...{ from: loaded + 1, to: size, total: settings.rows, startMs, endMs },
-          progress: (n) => say(`loaded ${n} / ${size} rows (${seconds()} s)`),
+          progress: (n) => load.update(n),
         });
+        load.finish('CHECKPOINT and VACUUM (ANALYZE) next');
         await client.query('CHECKPOINT');
         loadSeconds += (performance.now() - began) / 1000;
         loaded = size;
