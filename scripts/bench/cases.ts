@@ -125,6 +125,7 @@ export async function httpCase(b: Bench, c: HttpCase): Promise<WrkOutcome> {
     rps: round(o.rps, 1),
     p50_ms: round(o.p50Ms, 3),
     p99_ms: round(o.p99Ms, 3),
+    latency_ms: o.distributionMs.map(([p, ms]) => [p, round(ms, 3)] as const),
     ...(c.rowsPerRequest !== undefined && { rows_per_s: round(o.rps * c.rowsPerRequest, 0) }),
     requests: o.requests,
     seconds: round(o.seconds, 2),
