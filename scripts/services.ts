@@ -5,6 +5,8 @@
  * - Redis from Debian's `redis-server`, 127.0.0.1:26379 (SERVICES_REDIS_PORT);
  * - Apache Kafka 4.1 (KRaft, single node) from Maven Central's jars on the machine's Java 17,
  *   127.0.0.1:29092 (SERVICES_KAFKA_PORT), jars cached in `.cache/kafka/lib`;
+ * - only when named (`up replica`): a streaming standby of that PostgreSQL, 127.0.0.1:25433
+ *   (SERVICES_PG_REPLICA_PORT), for the read-replica tests (DATABASE_READ_URL);
  * - only when named (`up kafka-cluster`): three Kafka brokers, 127.0.0.1:29192–29194 (SERVICES_KAFKA_CLUSTER_PORT;
  *   controllers on the next three ports).
  * - an S3-compatible server (moto's server mode from PyPI, in a venv cached in `.cache/s3-venv`),
@@ -26,6 +28,7 @@
 import { helpFromHeader } from './help.ts';
 import { kafka, kafkaCluster } from './services/kafka.ts';
 import { postgres } from './services/postgres.ts';
+import { postgresReplica } from './services/postgres-replica.ts';
 import { redis } from './services/redis.ts';
 import { s3 } from './services/s3.ts';
 import { log, type Service, type Settings } from './services/service.ts';
@@ -34,7 +37,7 @@ helpFromHeader(import.meta.url);
 
 const ALL: readonly Service[] = [postgres, redis, kafka, s3];
 /** Started only when named: three JVMs are too much to start for every test run (test/fault/kafka-cluster.test.ts). */
-const ON_REQUEST: readonly Service[] = [kafkaCluster];
+const ON_REQUEST: readonly Service[] = [kafkaCluster, postgresReplica];
 const ALIASES: Record<string, string> = { pg: 'postgres', postgresql: 'postgres' };
 
 function select(names: string[]): readonly Service[] {
