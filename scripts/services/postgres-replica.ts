@@ -14,6 +14,8 @@ import { envPort, livePid, log, runSync as run, type Service, type Settings } fr
 
 const REPLICA_PORT = envPort('SERVICES_PG_REPLICA_PORT', 25433);
 const dataDir = () => postgresDataDir('postgres-replica');
+const SLOT = 'data_service_replica';
+const primaryConnection = ['-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'postgres'];
 
 function replicaRunning(): boolean {
   if (!existsSync(join(dataDir(), 'PG_VERSION'))) return false;
@@ -28,9 +30,10 @@ async function replicaUp(): Promise<Settings> {
   if (!existsSync(join(dir, 'standby.signal'))) {
     log(`copying the primary (127.0.0.1:${PG_PORT}) into a standby in ${dir} (pg_basebackup)`);
     rmSync(dir, { recursive: true, force: true });
+    dropSlot();
     run(
       join(bin, 'pg_basebackup'),
-      ['-h', '127.0.0.1', '-p', String(PG_PORT), '-U', 'postgres', '-D', dir, '-R', '-X', 'stream', '-c', 'fast'],
+      [...primaryConnection, '-D', dir, '-R', '-X', 'stream', '-c', 'fast', '-C', '-S', SLOT],
       { asPostgres: true },
     );
     // The copy carries the primary's postgresql.auto.conf; later lines win, so the standby takes its own port.
@@ -56,13 +59,31 @@ async function replicaUp(): Promise<Settings> {
   return { DATABASE_READ_URL: swap(primary.DATABASE_URL), TEST_DATABASE_READ_URL: swap(primary.TEST_DATABASE_URL) };
 }
 
+/** Drops the standby's slot on the primary, if the primary runs and has one. */
+function dropSlot(): void {
+  run(
+    join(postgresBin(), 'psql'),
+    [
+      ...primaryConnection,
+      '-d',
+      'postgres',
+      '-tAc',
+      `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '${SLOT}'`,
+    ],
+    { allowFail: true },
+  );
+}
+
 function replicaDown(): void {
-  if (!existsSync(join(dataDir(), 'PG_VERSION'))) return;
-  const out = run(join(postgresBin(), 'pg_ctl'), ['stop', '-m', 'fast', '-w', '-D', dataDir()], {
-    asPostgres: true,
-    allowFail: true,
-  });
-  log(out.includes('server stopped') ? 'PostgreSQL standby stopped' : 'PostgreSQL standby was not running');
+  if (existsSync(join(dataDir(), 'PG_VERSION'))) {
+    const out = run(join(postgresBin(), 'pg_ctl'), ['stop', '-m', 'fast', '-w', '-D', dataDir()], {
+      asPostgres: true,
+      allowFail: true,
+    });
+    log(out.includes('server stopped') ? 'PostgreSQL standby stopped' : 'PostgreSQL standby was not running');
+  }
+  dropSlot();
+  rmSync(dataDir(), { recursive: true, force: true });
 }
 
 export const postgresReplica: Service = {
