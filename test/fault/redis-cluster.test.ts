@@ -133,6 +133,15 @@ it('f2. a master SIGKILLed under load fails over: every read answered, no 404 af
   const count = (what: string) => statuses.set(what, (statuses.get(what) ?? 0) + 1);
   let notFoundAfterCreated = 0;
   let stop = false;
+  /** GET latencies from the kill to the end of the load (ms). */
+  const latencies: number[] = [];
+  let killed = false;
+  const timedGet = async (url: string) => {
+    const started = performance.now();
+    const reply = await getJson(url);
+    if (killed) latencies.push(performance.now() - started);
+    return reply;
+  };
   const writerReader = async () => {
     while (!stop) {
       const posted = await postJson(testApp, record(source));
@@ -140,7 +149,7 @@ it('f2. a master SIGKILLed under load fails over: every read answered, no 404 af
       if (posted.status !== 201) continue;
       const id = idOf(posted.json);
       known.push(id);
-      const read = await getJson(`${testApp.queryUrl}/data/${id}`);
+      const read = await timedGet(`${testApp.queryUrl}/data/${id}`);
       count(`GET-own ${read.status}`);
       if (read.status === 404) notFoundAfterCreated++;
     }
@@ -148,7 +157,7 @@ it('f2. a master SIGKILLed under load fails over: every read answered, no 404 af
   const reader = async () => {
     for (let i = 0; !stop; i++) {
       const id = known[(i * 7) % known.length] as string;
-      const read = await getJson(`${testApp.queryUrl}/data/${id}`);
+      const read = await timedGet(`${testApp.queryUrl}/data/${id}`);
       count(`GET ${read.status}`);
       if (read.status === 404) notFoundAfterCreated++;
       if (i % 10 === 0) count(`LIST ${(await getJson(`${testApp.queryUrl}/data?source=${source}&limit=10`)).status}`);
@@ -164,6 +173,7 @@ it('f2. a master SIGKILLed under load fails over: every read answered, no 404 af
   if (pid === undefined) throw new Error(`no pid for master ${killedPort}`);
   const killedAt = performance.now();
   process.kill(pid, 'SIGKILL');
+  killed = true;
   const live = REDIS_CLUSTER_PORTS.find((port) => port !== killedPort) as number;
   while (!clusterOk(live) || masterPorts().includes(killedPort)) {
     if (performance.now() - killedAt > 30_000) throw new Error('no failover within 30 s');
@@ -189,10 +199,13 @@ it('f2. a master SIGKILLed under load fails over: every read answered, no 404 af
   const quiet = cache.stats();
 
   const summary = Object.fromEntries([...statuses].sort());
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) =>
+    (latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? 0).toFixed(1);
   console.log(
     `redis-cluster failover: master ${killedPort} SIGKILLed; replica promoted after ${Math.round(failoverMs)} ms; ` +
       `cache hits again without errors after ${Math.round(recoveredMs)} ms; ${errors} cache calls failed or skipped; ` +
-      `answers ${JSON.stringify(summary)}`,
+      `answers ${JSON.stringify(summary)}; GET by id after the kill p50 ${pct(0.5)} ms, p99 ${pct(0.99)} ms, max ${pct(1)} ms`,
   );
   expect(notFoundAfterCreated).toBe(0);
   for (const status of Object.keys(summary)) expect(status).toMatch(/ (200|201)$/);
