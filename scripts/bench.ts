@@ -10,12 +10,17 @@
  * BENCH_WARMUP_SECONDS (2), BENCH_PG_CLIENTS (32), BENCH_STARTS (5), BENCH_DEADLINE_SECONDS (1200),
  * BENCH_KEEP_DB=1 (keep the database).
  */
+
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { type Bench, ceilings, naive, service, settings } from './bench/cases.ts';
+import { writeReport } from './bench/charts.ts';
 import { CORES } from './bench/cost.ts';
-import { ARGS, intEnv, runBench } from './bench/lifecycle.ts';
+import { ARGS, intEnv, runBench, say } from './bench/lifecycle.ts';
 import { createBenchTables } from './bench/pg.ts';
-import { compare, type Entry, startupLines, table, verdictLines, verdicts } from './bench/report.ts';
+import { compare, type Entry, reportHtml, startupLines, table, verdictLines, verdicts } from './bench/report.ts';
 import { helpFromHeader } from './help.ts';
+import { ROOT } from './processes.ts';
 
 helpFromHeader(import.meta.url);
 
@@ -57,6 +62,14 @@ await runBench({
         '',
       ].join('\n'),
     );
+    const context = `${new Date().toISOString()}, ${CORES} cores, wrk -t1, ${settings.warmupSeconds} s warm-up + ${settings.seconds} s per case`;
+    mkdirSync(join(ROOT, 'bench-results'), { recursive: true });
+    const written = await writeReport(
+      join(ROOT, 'bench-results', name === 'latest' ? 'report' : `report-${name}`),
+      reportHtml(entries, targets, context),
+      say,
+    );
+    say(`report: ${written.join(', ')}`);
     return { settings, entries, targets };
   },
 });

@@ -11,8 +11,11 @@
  * write has a new id. docs/capacity.md turns the CPU per request at the best step into a per-pod figure.
  */
 import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { helpFromHeader } from '../help.ts';
-import { sleep } from '../processes.ts';
+import { ROOT, sleep } from '../processes.ts';
+import { lineChart, page, writeReport } from './charts.ts';
 import { intEnv, runBench, say } from './lifecycle.ts';
 import { prefill, type RateOutcome, type Request, rateRun, recordBody, skewedIndex } from './rate.ts';
 import { formatTable } from './report.ts';
@@ -149,6 +152,28 @@ await runBench({
         `${r.mix}: max ${r.max_rate} req/s (first failing step ${r.first_failing_rate ?? 'none'}); at max: ${JSON.stringify(r.at_max)}`,
     );
     process.stdout.write(`\n${formatTable(header, rows)}\n\n${summary.join('\n')}\n`);
+    const chart = lineChart({
+      title: 'p99 against offered rate (vegeta constant-rate steps, in the order of the rate)',
+      xLabel: 'offered rate, requests/s',
+      yLabel: 'p99, ms (log)',
+      logY: true,
+      limit: { y: settings.p99BudgetMs, label: `${settings.p99BudgetMs} ms budget` },
+      series: results.map((r) => ({
+        name: r.mix,
+        points: [...r.steps].sort((a, b) => a.rate - b.rate).map((s) => [s.rate, s.p99_ms] as const),
+      })),
+    });
+    mkdirSync(join(ROOT, 'bench-results'), { recursive: true });
+    const written = await writeReport(
+      join(ROOT, 'bench-results', 'capacity'),
+      page(
+        'npm run bench:capacity',
+        `${new Date().toISOString()}; max rate per mix with p99 < ${settings.p99BudgetMs} ms`,
+        [chart],
+      ),
+      say,
+    );
+    say(`report: ${written.join(', ')}`);
     return { settings, results };
   },
 });

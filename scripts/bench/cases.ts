@@ -23,6 +23,7 @@ import {
   startProcess,
   waitForHttp,
 } from '../processes.ts';
+import { duration } from '../progress.ts';
 import { type Cost, GROUPS, measure, trackCpu } from './cost.ts';
 import { type BenchContext, intEnv, type StartedBundle, say } from './lifecycle.ts';
 import { pgbench, pgbenchScripts, psql } from './pg.ts';
@@ -124,6 +125,7 @@ export async function httpCase(b: Bench, c: HttpCase): Promise<WrkOutcome> {
     rps: round(o.rps, 1),
     p50_ms: round(o.p50Ms, 3),
     p99_ms: round(o.p99Ms, 3),
+    latency_ms: o.distributionMs.map(([p, ms]) => [p, round(ms, 3)] as const),
     ...(c.rowsPerRequest !== undefined && { rows_per_s: round(o.rps * c.rowsPerRequest, 0) }),
     requests: o.requests,
     seconds: round(o.seconds, 2),
@@ -150,7 +152,15 @@ async function runSteps(
 ) {
   const wanted = new Set(b.options.only ?? steps.map((s) => s.name));
   for (const step of [...steps].reverse()) if (wanted.has(step.name)) for (const n of step.needs ?? []) wanted.add(n);
-  for (const step of steps) if (wanted.has(step.name)) await step.run();
+  const chosen = steps.filter((step) => wanted.has(step.name));
+  const began = performance.now();
+  for (const [index, step] of chosen.entries()) {
+    // The time left from the steps so far (each is warm-up + window + its drain); the first step has no estimate.
+    const perStep = index === 0 ? undefined : (performance.now() - began) / 1000 / index;
+    const left = perStep === undefined ? '' : `, ~${duration(perStep * (chosen.length - index))} left in this part`;
+    say(`[${index + 1}/${chosen.length}] ${step.name}${left}`);
+    await step.run();
+  }
 }
 
 async function startServer(b: Bench, script: 'hello' | 'naive', env: NodeJS.ProcessEnv) {

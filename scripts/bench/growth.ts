@@ -11,8 +11,12 @@
  * Rates: GROWTH_READ_RATE (300), GROWTH_LIST_RATE (100), GROWTH_WRITE_RATE (300), for GROWTH_SECONDS (8).
  */
 import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
 import pg from 'pg';
 import { helpFromHeader } from '../help.ts';
+import { ROOT } from '../processes.ts';
+import { progress } from '../progress.ts';
+import { lineChart, page, writeReport } from './charts.ts';
 import { intEnv, runBench, say } from './lifecycle.ts';
 import { assertScratchDatabase } from './pg.ts';
 import { type Request, rateRun, recordBody } from './rate.ts';
@@ -54,11 +58,13 @@ await runBench({
     try {
       for (const size of sizes) {
         const began = performance.now();
-        const seconds = () => ((performance.now() - began) / 1000).toFixed(0);
+        const load = progress(`bench:growth loading to ${size} rows`, size, { unit: 'rows' });
+        load.update(loaded);
         await loadSyntheticRecords(client, {
           ...{ from: loaded + 1, to: size, total: settings.rows, startMs, endMs },
-          progress: (n) => say(`loaded ${n} / ${size} rows (${seconds()} s)`),
+          progress: (n) => load.update(n),
         });
+        load.finish('CHECKPOINT and VACUUM (ANALYZE) next');
         await client.query('CHECKPOINT');
         loadSeconds += (performance.now() - began) / 1000;
         loaded = size;
@@ -148,6 +154,24 @@ await runBench({
         `vegeta fixed rate, 2 s warm-up + ${settings.seconds} s per case; ratios to ${sizes[0]} rows; ` +
         `load + VACUUM ANALYZE ${loadSeconds.toFixed(0)} s for ${loaded} rows.\n`,
     );
+    const cases = [...new Set(results.map((r) => String(r.case)))];
+    const chart = lineChart({
+      title: 'p99 against rows in the table (fixed-rate vegeta runs)',
+      xLabel: 'rows (log)',
+      yLabel: 'p99, ms',
+      logX: true,
+      xTicks: sizes.map((n) => [n, n >= 1e6 ? `${n / 1e6}M` : String(n)] as const),
+      series: cases.map((name) => ({
+        name,
+        points: results.filter((r) => r.case === name).map((r) => [Number(r.rows), Number(r.p99_ms)] as const),
+      })),
+    });
+    const written = await writeReport(
+      join(ROOT, 'bench-results', 'growth'),
+      page('npm run bench:growth', `${new Date().toISOString()}; ratios to ${sizes[0]} rows in growth.json`, [chart]),
+      say,
+    );
+    say(`report: ${written.join(', ')}`);
     return { settings, database, sizes, load_seconds: round(loadSeconds, 1), results };
   },
 });

@@ -2,6 +2,7 @@
  * The figures of a bench run: entries (bench-results/latest.json's `entries`), ratios to their baselines, the
  * printed table, and issue 9's targets judged on the figures of the same run.
  */
+import { barChart, lineChart, PERCENTILE_TICKS, page, percentileAxis } from './charts.ts';
 import type { ByGroup } from './cost.ts';
 
 export type Kind = 'ceiling' | 'naive' | 'service' | 'startup';
@@ -16,6 +17,8 @@ export interface Entry {
   rps: number | null;
   p50_ms: number | null;
   p99_ms: number | null;
+  /** [percentile, ms] of the latency distribution, for the report's plots (wrk cases). */
+  latency_ms?: ReadonlyArray<readonly [number, number]>;
   rows_per_s?: number;
   requests?: number;
   seconds?: number;
@@ -129,6 +132,8 @@ export interface Verdict {
   readonly pass: boolean | null;
   /** The measured ratio (or figure) against the target. */
   readonly measured: string;
+  /** The figure as a share of its goal, ≥ 1 when it is met (the report's bars); null when not measured. */
+  readonly score: number | null;
 }
 
 /** Issue 9's targets, judged on this run's figures. */
@@ -137,7 +142,8 @@ export function verdicts(entries: readonly Entry[]): Verdict[] {
   const out: Verdict[] = [];
   const judge = (target: string, ratio: number | undefined, goal: number, atMost: boolean, extra = '') => {
     const ok = ratio === undefined || !Number.isFinite(ratio) ? null : atMost ? ratio <= goal : ratio >= goal;
-    out.push({ target, pass: ok, measured: ok === null ? 'not measured' : `${ratio?.toFixed(2)}×${extra}` });
+    const score = ok === null || ratio === undefined ? null : round(atMost ? goal / ratio : ratio / goal, 3);
+    out.push({ target, pass: ok, measured: ok === null ? 'not measured' : `${ratio?.toFixed(2)}×${extra}`, score });
   };
   const rate = (a: string, b: string, rows = false) => {
     const [x, y] = [get(a), get(b)];
@@ -156,6 +162,7 @@ export function verdicts(entries: readonly Entry[]): Verdict[] {
       target,
       pass: ratio === undefined ? null : ratio >= 2 && p99 < 50,
       measured: ratio === undefined ? 'not measured' : `${ratio.toFixed(2)}×, p99 ${p99.toFixed(1)} ms`,
+      score: ratio === undefined ? null : round(Math.min(ratio / 2, 50 / p99), 3),
     });
   }
   judge('post-one server CPU/request ≤ naive-post', cpu('post-one', 'naive-post', 'server'), 1, true);
@@ -172,12 +179,14 @@ export function verdicts(entries: readonly Entry[]): Verdict[] {
       target: `${fn} peak RSS < 256 MiB in every case`,
       pass: rss === undefined ? null : rss < 256,
       measured: rss === undefined ? 'not measured' : `${rss.toFixed(0)} MiB (${(rss / 256).toFixed(2)}×)`,
+      score: rss === undefined ? null : round(256 / rss, 3),
     });
     const ms = start?.p50_ms ?? undefined;
     out.push({
       target: `${fn} start → first answer ≤ 200 ms`,
       pass: ms === undefined ? null : ms <= 200,
       measured: ms === undefined ? 'not measured' : `${ms.toFixed(0)} ms median (${(ms / 200).toFixed(2)}×)`,
+      score: ms === undefined ? null : round(200 / ms, 3),
     });
   }
   return out;
@@ -187,3 +196,37 @@ export const verdictLines = (list: readonly Verdict[]): string =>
   list
     .map((v) => `  ${v.pass === null ? '?   ' : v.pass ? 'PASS' : 'MISS'}  ${v.target.padEnd(62)} ${v.measured}`)
     .join('\n');
+
+/** The run as a page: the targets as bars (share of each goal), then each case's latency by percentile. */
+export function reportHtml(entries: readonly Entry[], targets: readonly Verdict[], context: string): string {
+  const bars = targets.map((v) => ({
+    label: v.target,
+    score: v.score,
+    caption: `${v.pass === null ? '?' : v.pass ? 'PASS' : 'MISS'} ${v.measured}`,
+    pass: v.pass,
+  }));
+  const withLatency = entries.filter((e) => (e.latency_ms?.length ?? 0) > 0);
+  const latency = (kinds: readonly Kind[], title: string) =>
+    lineChart({
+      title,
+      xLabel: 'percentile (HdrHistogram axis: 1/(1−p))',
+      yLabel: 'latency, ms (log)',
+      logY: true,
+      xTicks: PERCENTILE_TICKS,
+      series: withLatency
+        .filter((e) => kinds.includes(e.kind))
+        .map((e) => ({
+          name: `${e.name} (${e.connections ?? '?'} conn)`,
+          points: (e.latency_ms ?? []).map(([p, ms]) => [percentileAxis(p), ms] as const),
+        })),
+    });
+  const ratios = entries
+    .filter((e) => e.ratio !== null && e.baseline !== null)
+    .map((e) => ({ label: `${e.name} ÷ ${e.baseline}`, score: e.ratio, caption: `${e.ratio}×`, pass: null }));
+  return page('npm run bench', context, [
+    barChart('Targets: each figure as a share of its goal (the dashed line)', bars),
+    barChart('Rate of each case ÷ its baseline (same run)', ratios, '1×'),
+    latency(['service'], 'The service: latency by percentile (wrk, measured window)'),
+    latency(['naive', 'ceiling'], 'Baselines: latency by percentile'),
+  ]);
+}

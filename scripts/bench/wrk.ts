@@ -20,6 +20,8 @@ export interface WrkOutcome {
   readonly p90Ms: number;
   readonly p99Ms: number;
   readonly maxMs: number;
+  /** [percentile, ms] pairs of the latency distribution (DISTRIBUTION_PERCENTILES). */
+  readonly distributionMs: ReadonlyArray<readonly [number, number]>;
   /** Non-2xx/3xx answers, socket errors and timeouts together, and by kind. */
   readonly errors: number;
   readonly errorDetail: Readonly<Record<'connect' | 'read' | 'write' | 'status' | 'timeout', number>>;
@@ -27,14 +29,21 @@ export interface WrkOutcome {
   readonly cpuSeconds: number;
 }
 
+/** The percentiles of the latency distribution kept for the report (wrk's histogram is an HdrHistogram). */
+export const DISTRIBUTION_PERCENTILES = [0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.99, 100] as const;
+
 export const DONE_HOOK = `
 function done(summary, latency, requests)
   local e = summary.errors
+  local dist = {}
+  for _, p in ipairs({${DISTRIBUTION_PERCENTILES.join(', ')}}) do
+    dist[#dist + 1] = string.format('[%s,%d]', p, p == 0 and latency.min or (p == 100 and latency.max or latency:percentile(p)))
+  end
   io.write(string.format(
     '\\nBENCH_JSON {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d,' ..
-    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\\n',
+    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"dist_us":[%s]}\\n',
     summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max, table.concat(dist, ',')))
 end
 `;
 
@@ -151,7 +160,8 @@ export async function wrk(options: WrkOptions): Promise<WrkOutcome> {
   if (result.exitCode !== 0 || json === undefined) {
     throw new Error(`wrk ${options.name} failed (${result.exitCode}):\n${result.stdout}${result.stderr}`);
   }
-  const r = JSON.parse(json) as Record<string, number>;
+  const parsed = JSON.parse(json) as Record<string, number> & { dist_us?: Array<[number, number]> };
+  const r: Record<string, number> = parsed;
   const ms = (key: string) => (r[key] ?? 0) / 1000;
   const seconds = ms('duration_us') / 1000;
   const requests = r.requests ?? 0;
@@ -170,6 +180,7 @@ export async function wrk(options: WrkOptions): Promise<WrkOutcome> {
     p90Ms: ms('p90_us'),
     p99Ms: ms('p99_us'),
     maxMs: ms('max_us'),
+    distributionMs: (parsed.dist_us ?? []).map(([p, us]) => [p, us / 1000] as const),
     errors: Object.values(errorDetail).reduce((a, b) => a + b, 0),
     errorDetail,
     cpuSeconds: cpu.seconds(),

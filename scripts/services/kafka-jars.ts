@@ -3,10 +3,11 @@
  * from a generated pom into `.cache/kafka/lib` (gitignored). A marker file records what was fetched, so later runs
  * neither download nor start Maven. SERVICES_KAFKA_VERSION / SERVICES_LOG4J_VERSION pin other versions.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { aptInstall, hasCommand } from '../processes.ts';
+import { progress } from '../progress.ts';
 import { CACHE_DIR, log } from './service.ts';
 
 const KAFKA_DIR = join(CACHE_DIR, 'kafka');
@@ -78,8 +79,48 @@ function cached(): KafkaJars | undefined {
   }
 }
 
+/**
+ * What Kafka 4.1's runtime jars weigh (46 jars, 42.1 MiB measured for 4.1.1): the total the download's progress
+ * counts against, since Maven announces no total of its own. Only an estimate of the time left depends on it.
+ */
+const EXPECTED_JAR_BYTES = 44_187_836;
+const SIZE_UNITS: Record<string, number> = { B: 1, kB: 1e3, KB: 1e3, MB: 1e6, GB: 1e9 };
+
+/** Runs Maven, counting the jar bytes its "Downloaded from" lines report, with progress and time left. */
+function fetchWithMaven(args: string[], cwd: string): Promise<{ status: number | null; output: string }> {
+  const shown = progress('Kafka jars from Maven Central', EXPECTED_JAR_BYTES, {
+    unit: 'B',
+    write: (line) => log(line),
+  });
+  let downloaded = 0;
+  let output = '';
+  let pending = '';
+  return new Promise((resolve, reject) => {
+    const child = spawn('mvn', args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const take = (chunk: Buffer) => {
+      const text = pending + chunk.toString('utf8');
+      const lines = text.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) {
+        output = `${output}${line}\n`.slice(-8192);
+        const size = /^(?:\[INFO\] )?Downloaded from \S+: \S+\.jar \(([\d.]+) (B|kB|KB|MB|GB)/.exec(line);
+        if (!size?.[1] || !size[2]) continue;
+        downloaded += Number(size[1]) * (SIZE_UNITS[size[2]] ?? 1);
+        shown.update(downloaded);
+      }
+    };
+    child.stdout.on('data', take);
+    child.stderr.on('data', take);
+    child.on('error', reject);
+    child.on('close', (status) => {
+      if (status === 0) shown.finish();
+      resolve({ status, output: output + pending });
+    });
+  });
+}
+
 /** The jars to run Kafka with, fetched first when the cache lacks them. */
-export function kafkaJars(): KafkaJars {
+export async function kafkaJars(): Promise<KafkaJars> {
   const hit = cached();
   if (hit) return hit;
   if (!hasCommand('mvn')) aptInstall(['maven'], 'Maven (mvn)');
@@ -90,21 +131,19 @@ export function kafkaJars(): KafkaJars {
     log(`fetching Kafka ${kafka} (log4j ${LOG4J_VERSION}) from Maven Central into ${KAFKA_LIB}…`);
     rmSync(staging, { recursive: true, force: true });
     writeFileSync(join(KAFKA_DIR, 'pom.xml'), pom(kafka));
-    const result = spawnSync(
-      'mvn',
+    const result = await fetchWithMaven(
       [
         '-B',
-        '-q',
         '-f',
         join(KAFKA_DIR, 'pom.xml'),
         'dependency:copy-dependencies',
         `-DoutputDirectory=${staging}`,
         '-DincludeScope=runtime',
       ],
-      { cwd: KAFKA_DIR, encoding: 'utf8' },
+      KAFKA_DIR,
     );
     if (result.status !== 0) {
-      failures.push(`${kafka}: ${(result.stdout + result.stderr).split('\n').filter(Boolean).slice(-5).join('\n')}`);
+      failures.push(`${kafka}: ${result.output.split('\n').filter(Boolean).slice(-5).join('\n')}`);
       continue;
     }
     const jars = readdirSync(staging)

@@ -254,7 +254,7 @@ function createKafkaService(options: {
       }
     }
     ensureJava();
-    const { lib, kafka: version } = kafkaJars();
+    const { lib, kafka: version } = await kafkaJars();
     const started: Array<{ node: KafkaNode; pid: number }> = [];
     for (const node of toStart) {
       writeConfig(node, nodes);
