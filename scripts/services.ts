@@ -5,6 +5,8 @@
  * - Redis from Debian's `redis-server`, 127.0.0.1:26379 (SERVICES_REDIS_PORT);
  * - Apache Kafka 4.1 (KRaft, single node) from Maven Central's jars on the machine's Java 17,
  *   127.0.0.1:29092 (SERVICES_KAFKA_PORT), jars cached in `.cache/kafka/lib`;
+ * - only when named (`up replica`): a streaming standby of that PostgreSQL, 127.0.0.1:25433
+ *   (SERVICES_PG_REPLICA_PORT), for the read-replica tests (DATABASE_READ_URL);
  * - only when named (`up kafka-cluster`): three Kafka brokers, 127.0.0.1:29192–29194 (SERVICES_KAFKA_CLUSTER_PORT;
  *   controllers on the next three ports).
  * - only when named (`up redis-cluster`): a Redis Cluster of three masters and three replicas,
@@ -28,6 +30,7 @@
 import { helpFromHeader } from './help.ts';
 import { kafka, kafkaCluster } from './services/kafka.ts';
 import { postgres } from './services/postgres.ts';
+import { postgresReplica } from './services/postgres-replica.ts';
 import { redis } from './services/redis.ts';
 import { redisCluster } from './services/redis-cluster.ts';
 import { s3 } from './services/s3.ts';
@@ -37,10 +40,10 @@ helpFromHeader(import.meta.url);
 
 const ALL: readonly Service[] = [postgres, redis, kafka, s3];
 /**
- * Started only when named: three JVMs, or six Redis nodes, are too much to start for every test run (their fault
- * tests, test/fault/kafka-cluster.test.ts and redis-cluster.test.ts, start and stop them).
+ * Started only when named: three JVMs, a standby, or six Redis nodes are too much to start for every test run
+ * (their tests, e.g. test/fault/kafka-cluster.test.ts and redis-cluster.test.ts, start and stop them).
  */
-const ON_REQUEST: readonly Service[] = [kafkaCluster, redisCluster];
+const ON_REQUEST: readonly Service[] = [kafkaCluster, postgresReplica, redisCluster];
 const ALIASES: Record<string, string> = { pg: 'postgres', postgresql: 'postgres' };
 
 function select(names: string[]): readonly Service[] {

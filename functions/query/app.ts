@@ -19,7 +19,13 @@ import type { ServiceConfig } from '#lib/config';
 import { archivedDayOf, createDatabaseProbe, createRecordReader, type Database, poolStats } from '#lib/db';
 import type { HttpHandler } from '#lib/http';
 import { createMetrics, type Logger, type Metrics } from '#lib/observability';
-import { createCursorCodec, createQueryService, documentFromStore, type RecordSource } from '#lib/records';
+import {
+  createCursorCodec,
+  createQueryService,
+  documentFromStore,
+  type RecordSource,
+  readYourWrites,
+} from '#lib/records';
 import { createQueryHandler } from './handler.ts';
 
 export interface QueryClients {
@@ -44,7 +50,9 @@ export function createQueryApp(config: ServiceConfig, clients: QueryClients, log
   const metrics = createMetrics({ service: config.service, revision: config.revision });
   const cache =
     redis && createRecordCache({ redis, config: config.cache, keyPrefix: config.redis?.keyPrefix ?? '', logger });
-  const reader = createRecordReader(readDb);
+  // With a replica, a by-id miss is asked of the primary (read-your-writes after a 201); lists read the replica.
+  const reader =
+    readDb === db ? createRecordReader(db) : readYourWrites(createRecordReader(readDb), createRecordReader(db));
 
   let records: RecordSource = documentFromStore(reader);
   if (cache) records = withRedisRecords(cache, records);
@@ -63,7 +71,9 @@ export function createQueryApp(config: ServiceConfig, clients: QueryClients, log
     handler: createQueryHandler({
       query: createQueryService({
         records,
-        pages: cache ? redisPages(cache) : uncachedPages,
+        // A page read from a lagging replica must not be stored under the newer version the primary has already
+        // announced (it would be served as current until the next write): with a replica, pages are not cached.
+        pages: cache && readDb === db ? redisPages(cache) : uncachedPages,
         reader,
         cursors: createCursorCodec(config.cursorSecret),
         archive: config.archive && { dayOf: (id: string) => archivedDayOf(readDb, id) },

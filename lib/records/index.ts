@@ -24,6 +24,7 @@ export {
   type ListParameters,
   type QueryService,
 } from './query-service.ts';
+export { readYourWrites } from './read-your-writes.ts';
 export {
   createRecordValidator,
   DEFAULT_PAGE_LIMIT,

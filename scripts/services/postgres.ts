@@ -9,7 +9,7 @@ import { dirname, join } from 'node:path';
 import { aptInstall, isRoot, ROOT } from '../processes.ts';
 import { envPort, livePid, log, runSync as run, SERVICES_DIR, type Service, type Settings } from './service.ts';
 
-const PG_PORT = envPort('SERVICES_PG_PORT', 25432);
+export const PG_PORT = envPort('SERVICES_PG_PORT', 25432);
 const PG_DATABASES = ['data_service_test', 'data_service'];
 
 export function postgresBin(): string {
@@ -31,14 +31,14 @@ export function postgresBin(): string {
 }
 
 /** A data directory the server's user can reach: in the repo when possible, else under /var/tmp. */
-function postgresDataDir(): string {
-  const inRepo = join(SERVICES_DIR, 'postgres');
+export function postgresDataDir(name = 'postgres'): string {
+  const inRepo = join(SERVICES_DIR, name);
   if (!isRoot) return inRepo;
   mkdirSync(SERVICES_DIR, { recursive: true });
   const reachable = spawnSync('runuser', ['-u', 'postgres', '--', 'test', '-x', SERVICES_DIR]).status === 0;
   if (reachable) return inRepo;
   const id = createHash('sha256').update(ROOT).digest('hex').slice(0, 12);
-  return `/var/tmp/data-service-${id}/postgres`;
+  return `/var/tmp/data-service-${id}/${name}`;
 }
 
 function postgresUp(): Settings {

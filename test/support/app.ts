@@ -86,6 +86,8 @@ export interface TestAppOptions {
   readonly databaseUrl?: string;
   /** The query function's own connection URL (as production gives each function its own database user). */
   readonly queryDatabaseUrl?: string;
+  /** A read replica for the query function (DATABASE_READ_URL), as its main.ts wires it. */
+  readonly readDatabaseUrl?: string;
   /** false: no in-process tier of ready responses in query, so every GET by id reaches the cache and store. */
   readonly responseTier?: boolean;
   /**
@@ -217,6 +219,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const config = testConfig(envOf(options, redisPrefix, issuer));
   const db = options.databaseUrl === undefined ? createTestDatabase() : createOtherTestDatabase(options.databaseUrl);
   const queryDb = options.queryDatabaseUrl === undefined ? db : createOtherTestDatabase(options.queryDatabaseUrl);
+  const readDb = options.readDatabaseUrl === undefined ? undefined : createOtherTestDatabase(options.readDatabaseUrl);
   const logger = createSilentLogger();
 
   // As functions/*/main.ts: each function has its own Redis client.
@@ -232,7 +235,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
   const ingestApp = createIngestApp(config, { db, redis: ingestRedis, publisher }, logger);
   // The test database is migrated and maintained once per run by the global setup.
   await ingestApp.start({ maintenance: false, relay: options.kafka?.startRelay !== false });
-  const queryApp = createQueryApp(config, { db: queryDb, redis: queryRedis }, logger);
+  const queryApp = createQueryApp(config, { db: queryDb, readDb, redis: queryRedis }, logger);
 
   const server = (name: string, app: { handler: typeof ingestApp.handler; readiness: () => Promise<boolean> }) =>
     createRuntimeServer({
@@ -266,6 +269,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
       for (const redis of redisClients) redis.disconnect();
       await db.destroy();
       if (queryDb !== db) await queryDb.destroy();
+      await readDb?.destroy();
     },
   };
 }

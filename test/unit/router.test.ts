@@ -39,7 +39,14 @@ const bodyOf = (response: HttpResponse) => JSON.parse(String(response.body)) as 
 describe('createRouter', () => {
   it('serves each route of the API table on the function the table names (the document on both)', () => {
     expect(routesOf('ingest').map((r) => r.operationId)).toEqual(['ingestRecords', 'openApi']);
-    expect(routesOf('query').map((r) => r.operationId)).toEqual(['listRecords', 'getRecord', 'openApi']);
+    expect(routesOf('query').map((r) => r.operationId)).toEqual([
+      'listRecords',
+      'getRecord',
+      'openApi',
+      'apiReference',
+      'apiReferenceAsset',
+    ]);
+    expect(publicTargetOf('GET', '/docs/swagger-ui.css')).toBe('query');
     expect(publicTargetOf('POST', '/data')).toBe('ingest');
     expect(publicTargetOf('GET', '/data')).toBe('query');
     expect(publicTargetOf('HEAD', '/data/x')).toBe('query');
