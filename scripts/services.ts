@@ -9,6 +9,8 @@
  *   (SERVICES_PG_REPLICA_PORT), for the read-replica tests (DATABASE_READ_URL);
  * - only when named (`up kafka-cluster`): three Kafka brokers, 127.0.0.1:29192–29194 (SERVICES_KAFKA_CLUSTER_PORT;
  *   controllers on the next three ports).
+ * - only when named (`up redis-cluster`): a Redis Cluster of three masters and three replicas,
+ *   127.0.0.1:26400–26405 (SERVICES_REDIS_CLUSTER_PORT), with a password (REDIS_PASSWORD in the exports).
  * - an S3-compatible server (moto's server mode from PyPI, in a venv cached in `.cache/s3-venv`),
  *   127.0.0.1:29500 (SERVICES_S3_PORT), with the bucket the archive tests use.
  * The ports sit below Linux's ephemeral range (32768–60999): a port inside it can be taken, while its service
@@ -30,14 +32,18 @@ import { kafka, kafkaCluster } from './services/kafka.ts';
 import { postgres } from './services/postgres.ts';
 import { postgresReplica } from './services/postgres-replica.ts';
 import { redis } from './services/redis.ts';
+import { redisCluster } from './services/redis-cluster.ts';
 import { s3 } from './services/s3.ts';
 import { log, type Service, type Settings } from './services/service.ts';
 
 helpFromHeader(import.meta.url);
 
 const ALL: readonly Service[] = [postgres, redis, kafka, s3];
-/** Started only when named: three JVMs are too much to start for every test run (test/fault/kafka-cluster.test.ts). */
-const ON_REQUEST: readonly Service[] = [kafkaCluster, postgresReplica];
+/**
+ * Started only when named: three JVMs, a standby, or six Redis nodes are too much to start for every test run
+ * (their tests, e.g. test/fault/kafka-cluster.test.ts and redis-cluster.test.ts, start and stop them).
+ */
+const ON_REQUEST: readonly Service[] = [kafkaCluster, postgresReplica, redisCluster];
 const ALIASES: Record<string, string> = { pg: 'postgres', postgresql: 'postgres' };
 
 function select(names: string[]): readonly Service[] {

@@ -96,7 +96,7 @@ export function buildOpenApiDocument(limits: RecordSchemaLimits): JsonSchema {
       title: 'Data service',
       version: '1.0.0',
       description:
-        'Accepts JSON records (POST /data), stores them durably in PostgreSQL and serves them back (GET /data). Every error is application/problem+json (RFC 9457). Each committed record is announced on Kafka as a RecordCreatedEvent.',
+        'Accepts JSON records (POST /data), stores them durably in PostgreSQL and serves them back (GET /data). Every error is application/problem+json (RFC 9457). Each committed record is announced on Kafka as a CloudEvent (binary content mode, type dev.data-service.record.created.v1, id = the record id) whose data is a RecordCreatedEvent; see docs/events.md.',
     },
     paths,
     components: {

@@ -7,7 +7,8 @@ export type RedisClient = Redis | Cluster;
 /**
  * An ioredis client (standalone, or Redis Cluster as ElastiCache cluster mode runs it) tuned so that a Redis
  * outage costs each request at most `commandTimeoutMs`: no offline queue (commands fail at once while
- * disconnected), no per-command retries, and reconnection in the background.
+ * disconnected), no per-command retries, and reconnection in the background. AUTH and TLS apply to every node of a
+ * cluster alike.
  */
 export function createRedisClient(config: RedisConfig, logger: Logger): RedisClient {
   const nodeOptions = {
@@ -17,6 +18,9 @@ export function createRedisClient(config: RedisConfig, logger: Logger): RedisCli
     connectTimeout: config.connectTimeoutMs,
     enableReadyCheck: true,
     ...(config.tls && { tls: {} }),
+    // In a cluster these reach every node through `redisOptions`, the nodes found by discovery included.
+    ...(config.username !== undefined && { username: config.username }),
+    ...(config.password !== undefined && { password: config.password }),
   } satisfies RedisOptions;
   const options = {
     ...nodeOptions,

@@ -156,6 +156,12 @@ const SETTINGS = {
     /** `host:port` seed nodes of a Redis Cluster (ElastiCache cluster mode); wins over `url`. */
     clusterNodes: converted('REDIS_CLUSTER_NODES', hostPorts('REDIS_CLUSTER_NODES'), list),
     tls: setting('REDIS_TLS', flag().default(false)),
+    /**
+     * AUTH for either mode (ACL user, or the `requirepass` password alone): a cluster has no URL to carry them, and
+     * a standalone server's secret need not sit in REDIS_URL (user info in the URL, if any, takes precedence).
+     */
+    username: optional('REDIS_USERNAME', Joi.string().max(256)),
+    password: optional('REDIS_PASSWORD', Joi.string().max(1_024)),
     keyPrefix: setting(
       'REDIS_KEY_PREFIX',
       Joi.string()
@@ -360,7 +366,9 @@ function* settingsOf(tree: Tree): Generator<Setting<unknown>> {
 
 const envSchema = Joi.object(
   Object.fromEntries([...settingsOf(SETTINGS as unknown as Tree)].map((s) => [s.variable, s.schema])),
-).with('KAFKA_SASL_MECHANISM', ['KAFKA_SASL_USERNAME', 'KAFKA_SASL_PASSWORD']);
+)
+  .with('KAFKA_SASL_MECHANISM', ['KAFKA_SASL_USERNAME', 'KAFKA_SASL_PASSWORD'])
+  .with('REDIS_USERNAME', 'REDIS_PASSWORD');
 
 /** Every variable the service reads, for documentation and checks (the names are declared in `SETTINGS` only). */
 export const CONFIG_VARIABLES: readonly string[] = [...settingsOf(SETTINGS as unknown as Tree)].map((s) => s.variable);

@@ -9,6 +9,8 @@ import { guardDatabase } from './errors.ts';
  * sizes only (octet_length reads a TOASTed value's size without detoasting it); the event text is fetched for the
  * claimed rows alone. FOR UPDATE cannot share a query level with a window function, hence the CTE. The locked rows
  * past the bound stay locked until this transaction ends, which only makes other relays skip them for one round.
+ * `createdAt` (the CloudEvent's time) is formatted here, in the claim, so the relay builds headers without a Date:
+ * the row's commit time, equal to the record's received_at (both `now()` of the same transaction).
  */
 const CLAIM = `
   WITH locked AS (
@@ -16,7 +18,8 @@ const CLAIM = `
   ), sized AS (
     SELECT id, bytes, sum(bytes) OVER (ORDER BY id) - bytes AS before, count(*) OVER () AS locked FROM locked
   )
-  SELECT o.id::text AS id, o.record_id::text AS "recordId", o.event, o.trace, s.locked::int AS locked
+  SELECT o.id::text AS id, o.record_id::text AS "recordId", o.event, o.trace, s.locked::int AS locked,
+         to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "createdAt"
   FROM sized s JOIN outbox o ON o.id = s.id
   WHERE s.before < ?
   ORDER BY o.id`;
@@ -54,11 +57,12 @@ export function createOutboxRepository(db: Knex): OutboxStore {
             const claimed = await trx.raw(CLAIM, [limits.rows, limits.bytes]);
             const rows = claimed.rows as Array<OutboxEntry & { locked: number }>;
             const locked = rows[0]?.locked ?? 0;
-            const entries: OutboxEntry[] = rows.map(({ id, recordId, event, trace }) => ({
+            const entries: OutboxEntry[] = rows.map(({ id, recordId, event, trace, createdAt }) => ({
               id,
               recordId,
               event,
               trace,
+              createdAt,
             }));
             const full = locked === limits.rows || entries.length < locked;
             if (entries.length === 0) return { claimed: 0, full: false, published: 0, deadLettered: 0 };

@@ -37,7 +37,10 @@ export {
   varintSize,
 } from './record-batch.ts';
 export {
+  CLOUDEVENTS_SPEC_VERSION,
   RECORD_CREATED,
+  RECORD_CREATED_TYPE,
+  RECORD_EVENT_SOURCE,
   RECORD_EVENT_VERSION,
   type RecordCreatedEvent,
   recordEventSchema,

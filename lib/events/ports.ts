@@ -8,6 +8,8 @@ export interface OutboxEntry {
   readonly event: string;
   /** traceparent of the write that created the record, when it was traced. */
   readonly trace: string | null;
+  /** When the row was committed (RFC 3339, UTC, microseconds): the record's received_at, the event's `ce_time`. */
+  readonly createdAt: string;
 }
 
 /** An event the broker can never take (alone above its size limit): moved to `outbox_dead_letter`, not retried. */

@@ -25,7 +25,7 @@ import {
   withTimeout,
 } from '../support/processes.ts';
 
-export type ServiceName = 'postgres' | 'redis' | 'kafka' | 'kafka-cluster' | 's3';
+export type ServiceName = 'postgres' | 'redis' | 'redis-cluster' | 'kafka' | 'kafka-cluster' | 's3';
 
 /** Runs `scripts/services.ts <command> <service>` without blocking the event loop; rejects on failure or timeout. */
 export async function services(command: 'up' | 'down', service: ServiceName, timeoutMs = 90_000): Promise<number> {

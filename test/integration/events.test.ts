@@ -3,10 +3,22 @@
  * that no other test's relay takes our outbox rows (or ours theirs), and on a private topic.
  */
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import Ajv2020 from 'ajv/dist/2020.js';
+import { CloudEvent, Kafka as CloudEventsKafka, type KafkaMessage } from 'cloudevents';
 import { type Admin, type Consumer, type IHeaders, Kafka, logLevel } from 'kafkajs';
+import { RECORD_EVENT_SCHEMA_FILE } from '#lib/api';
 import { createOutboxRepository, type Database } from '#lib/db';
-import { createKafkaPublisher, createOutboxRelay, type OutboxRelay, recordEventSchema } from '#lib/events';
+import {
+  createKafkaPublisher,
+  createOutboxRelay,
+  type OutboxRelay,
+  RECORD_CREATED_TYPE,
+  RECORD_EVENT_SOURCE,
+  recordEventSchema,
+  toRecordMessage,
+} from '#lib/events';
 import { createSilentLogger } from '#lib/observability';
 import { storedRecordSchema } from '#lib/records';
 import {
@@ -144,6 +156,11 @@ describe('with the relay running', () => {
     const message = defined(received.get(id)?.[0]);
     expect(message.key).toBe(id);
     expect(message.headers).toEqual({
+      ce_specversion: '1.0',
+      ce_id: id,
+      ce_source: RECORD_EVENT_SOURCE,
+      ce_type: RECORD_CREATED_TYPE,
+      ce_time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/),
       'content-type': 'application/json',
       'event-type': 'record.created',
       'event-version': '1',
@@ -262,6 +279,103 @@ describe('the outbox holds events until they are published', () => {
     await waitFor(async () => (await outboxHolding(app.db, ids)).rows === 0, 5_000, 'the rows to go');
     await sleep(SETTLE_MS);
     expect(ids.map(countOf)).toEqual([1, 1, 1, 1]);
+  }, 30_000);
+});
+
+/** What an independent reader makes of a message: the CloudEvents SDK's Kafka binding, then its own validation. */
+function toCloudEvent(message: Received): CloudEvent<unknown> {
+  const kafkaMessage: KafkaMessage<string> = {
+    key: message.key,
+    value: message.value,
+    headers: message.headers,
+    body: message.value,
+  };
+  const event = CloudEventsKafka.toEvent<unknown>(kafkaMessage);
+  if (!(event instanceof CloudEvent)) throw new Error('expected one binary-mode CloudEvent');
+  // The binding builds events unchecked (strict: false); validate() applies the CloudEvents 1.0 rules.
+  expect(event.validate()).toBe(true);
+  return event;
+}
+
+/** The same instant at microsecond precision: received_at drops trailing zeros to milliseconds, ce_time does not. */
+const micros = (rfc3339: string) => rfc3339.replace(/\.(\d{3})Z$/, '.$1000Z');
+
+describe('as CloudEvents (binary content mode, read by the cloudevents SDK)', () => {
+  let app: TestApp;
+  const validateData = new Ajv2020.default({ strict: false, validateFormats: false }).compile(
+    JSON.parse(readFileSync(new URL(`../../${RECORD_EVENT_SCHEMA_FILE}`, import.meta.url), 'utf8')) as object,
+  );
+  beforeAll(async () => {
+    app = await startTestApp({ databaseUrl, kafka: { topic: TOPIC } });
+  });
+  afterAll(async () => {
+    await app.close();
+  });
+
+  it('carries every required attribute, time = received_at, and data valid against the published schema', async () => {
+    const source = uniqueSource();
+    const posted = await postJson(app, { records: [record(source), record(source, { payload: { é: '✓', n: null } })] });
+    expect(posted.status).toBe(201);
+    const ids = idsOf(posted.json);
+    await waitFor(() => allArrived(ids), 10_000, 'the events');
+    for (const id of ids) {
+      const message = defined(received.get(id)?.[0]);
+      const event = toCloudEvent(message);
+      const read = await getJson(`${app.queryUrl}/data/${id}`);
+      expect(read.status).toBe(200);
+      const stored = read.json as { received_at: string };
+      expect({
+        specversion: event.specversion,
+        id: event.id,
+        source: event.source,
+        type: event.type,
+        datacontenttype: event.datacontenttype,
+        time: event.time,
+        partitionkey: (event as CloudEvent<unknown> & { partitionkey?: unknown }).partitionkey,
+      }).toEqual({
+        specversion: '1.0',
+        id,
+        source: RECORD_EVENT_SOURCE,
+        type: 'dev.data-service.record.created.v1',
+        datacontenttype: 'application/json',
+        time: new Date(stored.received_at).toISOString(),
+        partitionkey: id,
+      });
+      // The SDK keeps milliseconds; the header itself holds the commit time to the microsecond.
+      expect(message.headers.ce_time).toBe(micros(stored.received_at));
+      // The SDK parses application/json data; it is the RecordCreatedEvent, whose record is what GET answers.
+      expect(event.data).toEqual({ version: 1, event: 'record.created', record: read.json });
+      expect(validateData(event.data)).toBe(true);
+      expect(validateData({ ...(event.data as object), version: 2 })).toBe(false);
+    }
+  }, 20_000);
+
+  it('a re-delivered event is the same CloudEvent: id, time and data unchanged, so consumers can dedupe', async () => {
+    const relay = defined(app.relay);
+    await relay.stop();
+    const [id = ''] = idsOf((await postJson(app, record(uniqueSource()))).json);
+    const publisher = createKafkaPublisher({ config: defined(app.kafkaConfig), logger: createSilentLogger() });
+    try {
+      // A relay that dies after the broker acknowledged and before its DELETE commits: the row is released and
+      // published again by the next relay (at least once).
+      await expect(
+        createOutboxRepository(app.db).relayBatch({ rows: 100, bytes: 1 << 20 }, async (entries) => {
+          await publisher.publish(entries.map(toRecordMessage));
+          throw new Error('relay died before its commit');
+        }),
+      ).rejects.toThrow();
+    } finally {
+      await publisher.close();
+    }
+    await waitFor(() => countOf(id) === 1, 10_000, 'the first delivery');
+    expect((await outboxHolding(app.db, [id])).rows).toBe(1);
+    relay.start();
+    await waitFor(() => countOf(id) === 2, 10_000, 'the re-delivery');
+    const [first, second] = defined(received.get(id)).map(toCloudEvent) as [CloudEvent<unknown>, CloudEvent<unknown>];
+    const attributes = (e: CloudEvent<unknown>) => ({ id: e.id, source: e.source, type: e.type, time: e.time });
+    expect(attributes(second)).toEqual(attributes(first));
+    expect(second.id).toBe(id);
+    expect(second.data).toEqual(first.data);
   }, 30_000);
 });
 

@@ -55,6 +55,9 @@ export interface TestApp {
 export interface TestRedisOptions {
   /** Defaults to REDIS_URL. */
   readonly url?: string;
+  /** `host:port` seeds of a Redis Cluster, used instead of `url` (REDIS_CLUSTER_NODES). */
+  readonly clusterNodes?: readonly string[];
+  readonly password?: string;
   /** Defaults to a fresh `test:<random>:`, so apps never see each other's keys. */
   readonly keyPrefix?: string;
   readonly commandTimeoutMs?: number;
@@ -172,7 +175,10 @@ function envOf(
     RECORD_MAX_PAST_DAYS: String(limits.maxPastMs / 86_400_000),
     RECORD_MAX_FUTURE_HOURS: String(limits.maxFutureMs / 3_600_000),
     ...(redis && {
-      REDIS_URL: redis.url ?? redisUrlFromEnv(),
+      ...(redis.clusterNodes === undefined
+        ? { REDIS_URL: redis.url ?? redisUrlFromEnv() }
+        : { REDIS_CLUSTER_NODES: redis.clusterNodes.join(',') }),
+      ...(redis.password !== undefined && { REDIS_PASSWORD: redis.password }),
       REDIS_KEY_PREFIX: redisPrefix,
       REDIS_COMMAND_TIMEOUT_MS: String(redis.commandTimeoutMs ?? 100),
       REDIS_CONNECT_TIMEOUT_MS: String(redis.connectTimeoutMs ?? 1_000),

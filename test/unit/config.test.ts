@@ -162,6 +162,28 @@ describe('loadConfig', () => {
     expect(config).not.toHaveProperty('PATH');
   });
 
+  it('reads Redis Cluster seeds with AUTH and TLS, and refuses a user without a password', () => {
+    const config = loadConfig({
+      ...ISSUER,
+      DATABASE_URL,
+      REDIS_CLUSTER_NODES: '10.0.0.1:6379,10.0.0.2:6380',
+      REDIS_USERNAME: 'cache',
+      REDIS_PASSWORD: 'p@ss word',
+      REDIS_TLS: '1',
+    });
+    expect(config.redis).toMatchObject({
+      url: undefined,
+      clusterNodes: ['10.0.0.1:6379', '10.0.0.2:6380'],
+      username: 'cache',
+      password: 'p@ss word',
+      tls: true,
+    });
+    expectNamed(problemsOf({ ...ISSUER, DATABASE_URL, REDIS_URL: 'redis://r:6379', REDIS_USERNAME: 'cache' }), [
+      'REDIS_USERNAME',
+      'REDIS_PASSWORD',
+    ]);
+  });
+
   it('returns a deeply frozen object', () => {
     const config = loadConfig({ ...ISSUER, DATABASE_URL });
     expectDeeplyFrozen(config);

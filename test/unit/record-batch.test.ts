@@ -14,6 +14,7 @@ import {
   recordSize,
   requiredTopicConfig,
   type SizedMessage,
+  toRecordMessage,
   varintSize,
 } from '#lib/events';
 
@@ -66,13 +67,31 @@ describe('recordSize', () => {
     );
   });
 
-  it('sizes a real event of ~900 bytes within a few bytes', async () => {
+  it('sizes a real event of ~900 bytes, CloudEvents and trace headers included, within a few bytes', async () => {
+    // The message exactly as the relay builds it (toRecordMessage) plus the traceparent it adds: the ce_* headers
+    // weigh ~180 bytes a message, which the plan must count or a full batch would exceed the broker's limit.
+    const id = '01a21824-9f19-7e3f-b862-6e991b99e2e5';
+    const built = toRecordMessage({
+      id: '1',
+      recordId: id,
+      event: JSON.stringify({
+        version: 1,
+        event: 'record.created',
+        record: { id, payload: { text: 'x'.repeat(900) } },
+      }),
+      trace: null,
+      createdAt: '2026-12-03T07:05:12.418263Z',
+    });
     const event: EventMessage = {
-      key: '01a21824-9f19-7e3f-b862-6e991b99e2e5',
-      value: JSON.stringify({ version: 1, event: 'record.created', record: { payload: { text: 'x'.repeat(900) } } }),
-      headers: { 'content-type': 'application/json', 'event-type': 'record.created', 'event-version': '1' },
+      ...built,
+      headers: { ...built.headers, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
     };
+    expect(Object.keys(event.headers)).toEqual(
+      expect.arrayContaining(['ce_specversion', 'ce_id', 'ce_source', 'ce_type', 'ce_time', 'content-type']),
+    );
     const encoded = (await encodedBatchSize([event])) - RECORD_BATCH_OVERHEAD;
+    const bare = (await encodedBatchSize([{ ...event, headers: {} }])) - RECORD_BATCH_OVERHEAD;
+    expect(encoded - bare).toBeGreaterThan(200);
     expect(recordSize(event) - encoded).toBeGreaterThanOrEqual(0);
     expect(recordSize(event) - encoded).toBeLessThanOrEqual(14);
   });
