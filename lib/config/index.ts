@@ -404,6 +404,15 @@ export function loadConfig(env: Env, { servesApi = true, issuesCursors = false }
       `${SETTINGS.storage.retentionDays.variable} (${retention}) must exceed ${SETTINGS.records.maxPastMs.variable} (${pastDays}), or writes would land in dropped partitions`,
     );
   }
+  // Partitions exist through PARTITION_PRECREATE_DAYS days ahead after each (hourly) maintenance run; one day of
+  // them is kept as the margin for runs that fail, so a record as far ahead as is accepted always finds its day.
+  const futureHours = settings.records.maxFutureMs / 3_600_000;
+  const aheadDays = settings.storage.partitionPrecreateDays;
+  if (Number.isFinite(futureHours) && Number.isInteger(aheadDays) && futureHours > (aheadDays - 1) * 24) {
+    problems.push(
+      `${SETTINGS.records.maxFutureMs.variable} (${futureHours}) must be at most (${SETTINGS.storage.partitionPrecreateDays.variable} − 1) × 24 = ${(aheadDays - 1) * 24}, or a record accepted that far ahead could find no partition for its day`,
+    );
+  }
   const { auth } = settings;
   const missing = [
     auth.jwksUrl === undefined && 'AUTH_JWKS_URL',

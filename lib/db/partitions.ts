@@ -54,6 +54,12 @@ export const partitionName = (dayStartMs: number): string =>
 
 const startOfUtcDay = (ms: number): number => Math.floor(ms / DAY_MS) * DAY_MS;
 
+/** PostgreSQL's `now()` in epoch milliseconds. */
+async function databaseNow(q: SessionQuery): Promise<number> {
+  const { rows } = await q('SELECT (extract(epoch FROM now()) * 1000)::float8 AS ms');
+  return Number(rows[0]?.ms);
+}
+
 interface SessionClient {
   query(sql: string, params?: unknown[]): Promise<{ rows: Array<Record<string, unknown>>; rowCount: number | null }>;
 }
@@ -72,7 +78,11 @@ const DELETE_BATCH = 10_000;
  * DETACH … CONCURRENTLY before it is dropped, every statement runs under a lock_timeout, and deletes go in
  * batches in their own transactions.
  */
-export async function maintainPartitions(db: Knex, plan: PartitionPlan, now = Date.now()): Promise<MaintenanceReport> {
+/**
+ * `now` is PostgreSQL's clock unless a caller (a test of another day) gives one: every pod computing "today" and
+ * the retention cutoff from its own clock would let one skewed node create the wrong days or drop the wrong ones.
+ */
+export async function maintainPartitions(db: Knex, plan: PartitionPlan, nowMs?: number): Promise<MaintenanceReport> {
   const client = (await db.client.acquireConnection()) as SessionClient;
   const q: SessionQuery = (sql, params = []) => client.query(sql, params);
   let roleSet = false;
@@ -86,8 +96,11 @@ export async function maintainPartitions(db: Knex, plan: PartitionPlan, now = Da
       const dropped: string[] = [];
       const awaitingArchive: string[] = [];
       let idsDeleted = 0;
+      const now = nowMs ?? (await databaseNow(q));
       const today = startOfUtcDay(now);
-      const cutoff = today - plan.retentionDays * DAY_MS;
+      // Never a day that may still take writes, whatever RETENTION_DAYS says (config refuses such a value; a plan
+      // built by hand must not get round it either): only days wholly before the oldest accepted timestamp.
+      const cutoff = Math.min(today - plan.retentionDays * DAY_MS, today - plan.pastDays * DAY_MS);
       if (!timescale) {
         const existing = new Set(await partitionsOf(q));
         for (let day = today - (plan.pastDays + 1) * DAY_MS; day <= today + plan.aheadDays * DAY_MS; day += DAY_MS) {

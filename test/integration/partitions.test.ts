@@ -98,4 +98,41 @@ describe('partition maintenance', () => {
     ]);
     expect(again).toEqual([{ id: old.id, status: 'created' }]);
   });
+
+  it("takes the day from PostgreSQL's clock, not the pod's", async () => {
+    const plan = { pastDays: 1, aheadDays: 1, retentionDays: 0, idempotencyTtlHours: 24 };
+    const { rows } = await db.raw<{ rows: Array<{ ms: number }> }>(
+      'SELECT (extract(epoch FROM now()) * 1000)::float8 AS ms',
+    );
+    const dbToday = startOfDay(Number(rows[0]?.ms));
+    const realNow = Date.now;
+    // A pod whose clock is 400 days ahead: its "today" would create far-future days and none of the real ones.
+    Date.now = () => realNow() + 400 * DAY;
+    let report: Awaited<ReturnType<typeof maintainPartitions>>;
+    try {
+      report = await maintainPartitions(db, plan);
+    } finally {
+      Date.now = realNow;
+    }
+    const names = new Set(await listPartitions(db));
+    for (const day of [dbToday - DAY, dbToday, dbToday + DAY]) expect(names.has(partitionName(day))).toBe(true);
+    expect(report.created.filter((name) => name >= partitionName(dbToday + 300 * DAY))).toEqual([]);
+    expect([...names].filter((name) => name >= partitionName(dbToday + 300 * DAY))).toEqual([]);
+  });
+
+  it('never drops a day that may still take writes, whatever the retention asks', async () => {
+    const now = Date.now() + 60 * DAY;
+    await maintainPartitions(db, { pastDays: 5, aheadDays: 1, retentionDays: 0, idempotencyTtlHours: 24 }, now);
+    // A plan built by hand with retention inside the write window (config refuses it): days within 5 are kept.
+    const report = await maintainPartitions(
+      db,
+      { pastDays: 5, aheadDays: 1, retentionDays: 1, idempotencyTtlHours: 24 },
+      now,
+    );
+    const names = new Set(await listPartitions(db));
+    for (let back = 0; back <= 5; back++) {
+      expect({ back, kept: names.has(partitionName(startOfDay(now) - back * DAY)) }).toEqual({ back, kept: true });
+    }
+    expect(report.dropped).toContain(partitionName(startOfDay(now) - 6 * DAY));
+  });
 });

@@ -127,6 +127,19 @@ describe('loadConfig', () => {
     ).toThrow(/S3_BUCKET must be an S3 bucket name[\s\S]*S3_SSE[\s\S]*ARCHIVE_PREFIX/);
   });
 
+  it('refuses a future window the partitions made ahead cannot cover, naming both variables', () => {
+    expect(
+      loadConfig({ ...ISSUER, DATABASE_URL, PARTITION_PRECREATE_DAYS: '2', RECORD_MAX_FUTURE_HOURS: '24' }).records
+        .maxFutureMs,
+    ).toBe(24 * 3_600_000);
+    expect(() =>
+      loadConfig({ ...ISSUER, DATABASE_URL, PARTITION_PRECREATE_DAYS: '2', RECORD_MAX_FUTURE_HOURS: '25' }),
+    ).toThrow(/RECORD_MAX_FUTURE_HOURS \(25\) must be at most \(PARTITION_PRECREATE_DAYS − 1\) × 24 = 24/);
+    expect(() => loadConfig({ ...ISSUER, DATABASE_URL, PARTITION_PRECREATE_DAYS: '1' })).toThrow(
+      /RECORD_MAX_FUTURE_HOURS \(24\) must be at most/,
+    );
+  });
+
   it('keeps the queue-proxy-safe keep-alive default above 90 s', () => {
     expect(loadConfig({ ...ISSUER, DATABASE_URL }).http.keepAliveTimeoutMs).toBeGreaterThan(90_000);
   });
