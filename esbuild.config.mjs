@@ -4,6 +4,7 @@
  */
 import { copyFile, mkdir, stat, writeFile } from 'node:fs/promises';
 import { build } from 'esbuild';
+import { API_REFERENCE_FILES } from './lib/api/api-reference-files.ts';
 
 const ENTRIES = {
   ingest: 'functions/ingest/main.ts',
@@ -58,7 +59,7 @@ for (const [name, entry] of Object.entries(ENTRIES)) {
 }
 // The API page's renderer (lib/api/api-reference.ts): served from next to the bundle, never from a CDN.
 await mkdir('dist/docs', { recursive: true });
-for (const file of ['swagger-ui-bundle.js', 'swagger-ui.css', 'favicon-32x32.png', 'LICENSE', 'NOTICE']) {
+for (const file of [...Object.keys(API_REFERENCE_FILES), 'LICENSE', 'NOTICE']) {
   await copyFile(`node_modules/swagger-ui-dist/${file}`, `dist/docs/${file}`);
 }
 for (const [name, bytes] of Object.entries(sizes)) {

@@ -1,7 +1,7 @@
 /**
  * `GET /docs`: the OpenAPI document rendered by Swagger UI, served from the project's own copy of swagger-ui-dist
- * (no CDN at run time, so the page works offline and cannot be changed by a third party). The bundle
- * (esbuild.config.mjs) copies the two files it needs into `dist/docs/`; run from source, they come from
+ * (no CDN at run time, so the page works offline and cannot be changed by a third party). The build
+ * (esbuild.config.mjs) copies the files of `API_REFERENCE_FILES` into `dist/docs/`; run from source, they come from
  * node_modules. Read and compressed once, on the first request: a function that is never asked for its docs never
  * holds the 1.7 MB script.
  */
@@ -13,9 +13,7 @@ import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import { AppError } from '#lib/errors';
 import { type HttpRequest, type HttpResponse, header, type RouteHandler, responseCodingOf } from '#lib/http';
-
-/** The files of swagger-ui-dist the page loads; everything else in the package stays out of the image. */
-export const API_REFERENCE_FILES = ['swagger-ui-bundle.js', 'swagger-ui.css', 'favicon-32x32.png'] as const;
+import { API_REFERENCE_FILES } from './api-reference-files.ts';
 
 // Our own start script: a file, so the page's Content-Security-Policy can forbid inline scripts.
 const INIT_SCRIPT = `window.addEventListener('load', () => {
@@ -60,7 +58,7 @@ interface Asset {
 /** Where the renderer's files are: next to the bundle when bundled, swagger-ui-dist otherwise. */
 function assetDirectory(): string {
   const bundled = join(dirname(fileURLToPath(import.meta.url)), 'docs');
-  if (existsSync(join(bundled, API_REFERENCE_FILES[0]))) return bundled;
+  if (existsSync(join(bundled, 'swagger-ui-bundle.js'))) return bundled;
   return dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
 }
 
@@ -80,10 +78,9 @@ function loadAssets(): ReadonlyMap<string, Asset> {
   return new Map<string, Asset>([
     ['', asset('text/html; charset=utf-8', Buffer.from(PAGE))],
     ['init.js', asset('text/javascript; charset=utf-8', Buffer.from(INIT_SCRIPT))],
-    ['swagger-ui-bundle.js', asset('text/javascript; charset=utf-8', readFileSync(join(dir, 'swagger-ui-bundle.js')))],
-    ['swagger-ui.css', asset('text/css; charset=utf-8', readFileSync(join(dir, 'swagger-ui.css')))],
-    // Without an icon of its own the browser asks for /favicon.ico, which is not ours to answer.
-    ['favicon-32x32.png', asset('image/png', readFileSync(join(dir, 'favicon-32x32.png')))],
+    ...Object.entries(API_REFERENCE_FILES).map(
+      ([file, type]) => [file, asset(type, readFileSync(join(dir, file)))] as const,
+    ),
   ]);
 }
 

@@ -1,4 +1,5 @@
-export { API_REFERENCE_FILES, apiReference } from './api-reference.ts';
+export { apiReference } from './api-reference.ts';
+export { API_REFERENCE_FILES } from './api-reference-files.ts';
 export { buildRecordEventSchema, RECORD_EVENT_SCHEMA_FILE, recordEventSchemaText } from './event-schema.ts';
 export { type JsonSchema, joiToJsonSchema } from './json-schema.ts';
 export { buildOpenApiDocument } from './openapi.ts';

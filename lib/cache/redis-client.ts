@@ -44,9 +44,10 @@ export function createRedisClient(config: RedisConfig, logger: Logger): RedisCli
             redisOptions: nodeOptions,
             clusterRetryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 2_000),
             // A dead master's connection is dropped from the pool and, with no offline queue, its slots then fail
-            // at once without ever reaching a node that would answer MOVED: only a periodic CLUSTER SLOTS finds the
-            // promoted replica (redis/ioredis#587, fixed upstream in #2096 by a per-node retry option). Once a second
-            // is one cheap command per pod; the fault test measured the cache never recovering without it.
+            // at once without ever reaching a node that would answer MOVED (redis/ioredis#587; upstream's answer is
+            // the per-node `clusterNodeRetryStrategy` of #2096). A periodic CLUSTER SLOTS, one cheap command a
+            // second per pod, is meant to find the promoted replica; the failover fault test (f2, skipped) shows
+            // that this alone does not bring the cache back yet.
             slotsRefreshInterval: 1_000,
             // ElastiCache's TLS certificates name the configuration endpoint, not the node IPs it returns.
             ...(config.tls && { dnsLookup: (address, callback) => callback(null, address) }),

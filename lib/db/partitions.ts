@@ -77,9 +77,8 @@ const DELETE_BATCH = 10_000;
  * ATTACHed (SHARE UPDATE EXCLUSIVE on the parent, which neither reads nor inserts wait for), retired with
  * DETACH … CONCURRENTLY before it is dropped, every statement runs under a lock_timeout, and deletes go in
  * batches in their own transactions.
- */
-/**
- * `now` is PostgreSQL's clock unless a caller (a test of another day) gives one: every pod computing "today" and
+ *
+ * "Today" is PostgreSQL's clock unless a caller (a test of another day) passes `nowMs`: every pod computing it and
  * the retention cutoff from its own clock would let one skewed node create the wrong days or drop the wrong ones.
  */
 export async function maintainPartitions(db: Knex, plan: PartitionPlan, nowMs?: number): Promise<MaintenanceReport> {

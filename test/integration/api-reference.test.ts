@@ -11,11 +11,9 @@ import type { Browser } from 'playwright-core';
 import { API_ROUTES } from '#lib/api';
 import { ROOT } from '../../scripts/processes.ts';
 import { startTestApp, type TestApp } from '../support/app.ts';
-import { browserProblem, launchBrowser } from '../support/browser.ts';
+import { describeWithBrowser, launchBrowser } from '../support/browser.ts';
 
-const problem = browserProblem();
-if (problem !== undefined) console.warn(`browser tests skipped: ${problem}`);
-const describeBrowser = problem === undefined ? describe : describe.skip;
+const describeBrowser = describeWithBrowser();
 
 let app: TestApp;
 beforeAll(async () => {

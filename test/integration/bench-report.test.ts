@@ -9,11 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { Browser } from 'playwright-core';
 import { writeReport } from '../../scripts/bench/charts.ts';
 import { compare, type Entry, reportHtml, verdicts } from '../../scripts/bench/report.ts';
-import { browserProblem, launchBrowser } from '../support/browser.ts';
+import { describeWithBrowser, launchBrowser } from '../support/browser.ts';
 
-const problem = browserProblem();
-if (problem !== undefined) console.warn(`browser tests skipped: ${problem}`);
-const describeBrowser = problem === undefined ? describe : describe.skip;
+const describeBrowser = describeWithBrowser();
 
 const dist = (p50: number): Array<[number, number]> => [
   [0, p50 / 4],

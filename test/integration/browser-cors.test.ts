@@ -5,15 +5,13 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import type { Browser } from 'playwright-core';
 import { startTestApp, type TestApp, uniqueSource } from '../support/app.ts';
 import { testIssuer } from '../support/auth.ts';
-import { browserProblem, launchBrowser } from '../support/browser.ts';
+import { describeWithBrowser, launchBrowser } from '../support/browser.ts';
 
-const problem = browserProblem();
-if (problem !== undefined) console.warn(`browser tests skipped: ${problem}`);
-const describeBrowser = problem === undefined ? describe : describe.skip;
+const describeBrowser = describeWithBrowser();
 
 /** A page server on its own port: another origin than the functions'. */
 async function pageServer(): Promise<{ server: Server; origin: string }> {

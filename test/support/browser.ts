@@ -2,6 +2,7 @@
  * A real browser for tests: Debian's Chromium (installed with apt-get when missing and we are root), driven by
  * playwright-core, which downloads nothing. Without it the browser tests are skipped, and the reason printed.
  */
+import { describe } from '@jest/globals';
 import { type Browser, chromium } from 'playwright-core';
 import { ensureCommand } from '../../scripts/processes.ts';
 
@@ -20,4 +21,11 @@ export function browserProblem(): string | undefined {
 export function launchBrowser(): Promise<Browser> {
   // Root (CI here) cannot use Chromium's user-namespace sandbox; the pages are our own, on loopback.
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+}
+
+/** `describe` when there is a browser here, else `describe.skip`, with the reason printed once per file. */
+export function describeWithBrowser(): typeof describe | typeof describe.skip {
+  const problem = browserProblem();
+  if (problem !== undefined) console.warn(`browser tests skipped: ${problem}`);
+  return problem === undefined ? describe : describe.skip;
 }
