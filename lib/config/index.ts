@@ -91,6 +91,10 @@ const SETTINGS = {
     maxPastMs: converted('RECORD_MAX_PAST_DAYS', int(1, 3650).default(7), (days: number) => days * DAY_MS),
     maxFutureMs: converted('RECORD_MAX_FUTURE_HOURS', int(0, 24 * 365).default(24), (h: number) => h * 3_600_000),
   },
+  list: {
+    /** A list page ends early, with `next_cursor`, once its records' JSON holds this many bytes (at least one record). */
+    maxBytes: setting('LIST_MAX_BYTES', int(1_024, 256 * 1024 * 1024).default(4 * 1024 * 1024)),
+  },
   storage: {
     /** Daily partitions created ahead of today. */
     partitionPrecreateDays: setting('PARTITION_PRECREATE_DAYS', int(1, 365).default(7)),
@@ -178,6 +182,8 @@ const SETTINGS = {
     /** Short, and cleared by every write of the id: a cached 404 must never hide a record just written. */
     negativeTtlSeconds: setting('CACHE_NEGATIVE_TTL_SECONDS', int(1, 3_600).default(5)),
     listTtlSeconds: setting('CACHE_LIST_TTL_SECONDS', int(1, 3_600).default(2)),
+    /** Nothing larger goes to Redis (a list page above it is served, just not cached). */
+    valueMaxBytes: setting('CACHE_VALUE_MAX_BYTES', int(1_024, 512 * 1024 * 1024).default(1024 * 1024)),
     breakerFailureThreshold: setting('CACHE_BREAKER_FAILURES', int(1, 1_000).default(5)),
     breakerResetMs: setting('CACHE_BREAKER_RESET_MS', int(100, 600_000).default(5_000)),
   },
@@ -230,6 +236,11 @@ const SETTINGS = {
     windowMs: setting('GROUP_COMMIT_WINDOW_MS', int(0, 1_000).default(1)),
     concurrency: setting('GROUP_COMMIT_CONCURRENCY', int(1, 100).default(2)),
     maxQueuedRecords: setting('GROUP_COMMIT_MAX_QUEUED_RECORDS', int(1, 10_000_000).default(20_000)),
+    /**
+     * How long a write may take before its client is answered 503; past it a queued or uncommitted write is
+     * dropped, never committed later (the client may retry). Below Knative's 60 s request timeout.
+     */
+    deadlineMs: setting('WRITE_DEADLINE_MS', int(100, 600_000).default(10_000)),
   },
   tracing: {
     /** OTLP/HTTP endpoint; unset (or OTEL_SDK_DISABLED) turns tracing off: no spans, no cost. */
@@ -296,6 +307,7 @@ export type RedisConfig = Settings['redis'];
 export type CacheConfig = Settings['cache'];
 export type RelayConfig = Settings['relay'];
 export type GroupCommitConfig = Settings['groupCommit'];
+export type ListConfig = Settings['list'];
 export interface ArchiveConfig extends Omit<Settings['archive'], 'bucket'> {
   readonly bucket: string;
 }

@@ -103,6 +103,7 @@ export const TEST_CACHE_CONFIG: CacheConfig = {
   recordTtlSeconds: 86_400,
   negativeTtlSeconds: 5,
   listTtlSeconds: 2,
+  valueMaxBytes: 1024 * 1024,
   breakerFailureThreshold: 5,
   breakerResetMs: 5_000,
 };
