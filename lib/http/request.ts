@@ -22,6 +22,11 @@ export interface HttpRequest {
   route: string | undefined;
   /** Decoded path parameters of the matched route. */
   params: Readonly<Record<string, string>>;
+  /**
+   * Aborts when the client has gone (its connection closed before the answer was sent): work done for it alone
+   * may stop, and a write not yet committed must not commit (lib/records/write-deadline.ts).
+   */
+  readonly signal: AbortSignal;
 }
 
 export interface HttpResponse {

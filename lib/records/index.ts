@@ -15,6 +15,7 @@ export type {
   RecordReader,
   RecordSource,
   RecordWriter,
+  WriteGuard,
   WriteListener,
 } from './ports.ts';
 export {

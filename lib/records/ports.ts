@@ -18,11 +18,27 @@ export type IdempotentWriteOutcome =
   | { readonly kind: 'fingerprint-mismatch' }
   | { readonly kind: 'in-flight' };
 
+/**
+ * What lets a write be given up: its client was answered 503 at its deadline, or left. A writer given one asks
+ * `claimCommit()` right before it commits, and rolls back when the answer is false; once it was true the write is
+ * final and its caller waits for the outcome, whatever the signal does next (see lib/records/write-deadline.ts).
+ */
+export interface WriteGuard {
+  /** Aborts when the write should be given up; a write still queued is then dropped. */
+  readonly signal: AbortSignal;
+  /** False when the write was given up (roll back); true makes it final. Called once, right before COMMIT. */
+  claimCommit(): boolean;
+}
+
 export interface RecordWriter {
   /** Stores the records atomically (all or none); ids already stored come back as `duplicate`. */
-  insert(records: readonly NewRecord[]): Promise<readonly WriteResult[]>;
+  insert(records: readonly NewRecord[], guard?: WriteGuard): Promise<readonly WriteResult[]>;
   /** As `insert`, and remembers the result under the key in the same transaction. */
-  insertIdempotent(records: readonly NewRecord[], claim: IdempotencyClaim): Promise<IdempotentWriteOutcome>;
+  insertIdempotent(
+    records: readonly NewRecord[],
+    claim: IdempotencyClaim,
+    guard?: WriteGuard,
+  ): Promise<IdempotentWriteOutcome>;
 }
 
 export interface RecordReader {

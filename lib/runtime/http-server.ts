@@ -71,7 +71,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
     (req, res) => {
       inFlight++;
       const started = performance.now();
-      const request: HttpRequest = edgeRequest(req);
+      const request: HttpRequest = edgeRequest(req, res);
       let trace: RequestSample['trace'];
       res.once('close', () => {
         inFlight--;
@@ -247,10 +247,22 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
 }
 
 /** The request as handlers see it, decoded once: method, path, raw query, headers and the request id. */
-function edgeRequest(req: IncomingMessage): HttpRequest & { body: Buffer | undefined } {
+function edgeRequest(req: IncomingMessage, res: ServerResponse): HttpRequest & { body: Buffer | undefined } {
   const url = req.url ?? '/';
   const queryAt = url.indexOf('?');
+  // Made on first use: only a write asks whether its client is still there, the other routes pay nothing.
+  let gone: AbortController | undefined;
   return {
+    get signal() {
+      if (gone === undefined) {
+        const controller = new AbortController();
+        gone = controller;
+        const left = () => controller.abort(new AppError('request-timeout', 'The client closed the connection.'));
+        if (res.destroyed && !res.writableFinished) left();
+        else res.once('close', () => res.writableFinished || left());
+      }
+      return gone.signal;
+    },
     method: req.method ?? 'GET',
     path: queryAt === -1 ? url : url.slice(0, queryAt),
     rawQuery: queryAt === -1 ? '' : url.slice(queryAt + 1),

@@ -140,6 +140,7 @@ function requestOf(spec: RequestSpec): HttpRequest {
     requestId: requestIdOf(spec),
     route: undefined,
     params: {},
+    signal: new AbortController().signal,
   };
 }
 

@@ -11,7 +11,17 @@ import {
 } from '#lib/http';
 
 function event(method: string, path: string): HttpRequest {
-  return { method, path, rawQuery: '', headers: {}, body: undefined, requestId: 'req', route: undefined, params: {} };
+  return {
+    method,
+    path,
+    rawQuery: '',
+    headers: {},
+    body: undefined,
+    requestId: 'req',
+    route: undefined,
+    params: {},
+    signal: new AbortController().signal,
+  };
 }
 
 const answer =
