@@ -87,7 +87,11 @@ export function createIngestApp(config: ServiceConfig, clients: IngestClients, l
   let maintenance: { stop(): void } | undefined;
   return {
     handler: createIngestHandler({
-      ingest: createIngestService({ writer, validator: createRecordValidator(config.records) }),
+      ingest: createIngestService({
+        writer,
+        validator: createRecordValidator(config.records),
+        deadlineMs: config.groupCommit.deadlineMs,
+      }),
       logger,
       openApi: buildOpenApiDocument(config.records),
       gate,

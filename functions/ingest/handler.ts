@@ -63,6 +63,7 @@ export function createIngestHandler(deps: IngestHandlerDeps): HttpHandler {
               },
             }),
             ...(traceContext !== undefined && { traceContext }),
+            signal: request.signal,
           });
           const only = result.records.length === 1 ? result.records[0] : undefined;
           return {

@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import { WriteAbandonedError } from '#lib/errors';
 import type {
   IdempotentWriteOutcome,
   IngestResult,
@@ -56,15 +57,19 @@ export function createRecordWriter({ db, idempotencyTtlHours, onCommitted }: Rec
   };
 
   return {
-    insert: (records) =>
+    insert: (records, guard) =>
       guardDatabase(async () => {
-        const result = await statements.run<{ id: string }>('insert-records', numbered(INSERT_SQL), bindings(records));
+        const text = numbered(INSERT_SQL);
+        const result =
+          guard === undefined
+            ? await statements.run<{ id: string }>('insert-records', text, bindings(records))
+            : await statements.guarded<{ id: string }>('insert-records', text, bindings(records), guard);
         const written = resultOf(records, result.rows);
         committed(written);
         return written;
       }, 'insert records'),
 
-    insertIdempotent: (records, claim) =>
+    insertIdempotent: (records, claim, guard) =>
       guardDatabase(async () => {
         const outcome = await db.transaction(async (trx): Promise<IdempotentWriteOutcome> => {
           // A transaction-scoped try-lock tells "another request with this key is running" (409) apart from
@@ -92,6 +97,8 @@ export function createRecordWriter({ db, idempotencyTtlHours, onCommitted }: Rec
                SET fingerprint = excluded.fingerprint, response = excluded.response, created_at = now()`,
             [claim.key, claim.fingerprint, JSON.stringify(result)],
           );
+          // The last moment the write may still be given up: knex commits as soon as this returns.
+          if (guard !== undefined && !guard.claimCommit()) throw new WriteAbandonedError('The write was given up');
           return { kind: 'committed', result };
         });
         if (outcome.kind === 'committed') committed(outcome.result.records);

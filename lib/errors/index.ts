@@ -93,6 +93,17 @@ export class DependencyUnavailableError extends AppError {
   }
 }
 
+/**
+ * A write given up before its commit: its deadline passed or its client left (lib/records/write-deadline.ts).
+ * Nothing of it was or will be stored, so a retry is safe.
+ */
+export class WriteAbandonedError extends AppError {
+  constructor(reason: string) {
+    super('timeout', `${reason}; nothing was stored, retry shortly.`, { retryAfterSeconds: 1 });
+    this.name = 'WriteAbandonedError';
+  }
+}
+
 /** Ids already stored with other content (the database compares content digests); nothing of the write is stored. */
 export class IdConflictError extends AppError {
   readonly ids: readonly string[];

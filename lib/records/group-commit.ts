@@ -1,5 +1,5 @@
-import { AppError } from '#lib/errors';
-import type { RecordWriter } from './ports.ts';
+import { AppError, WriteAbandonedError } from '#lib/errors';
+import type { RecordWriter, WriteGuard } from './ports.ts';
 import type { NewRecord, WriteResult } from './types.ts';
 
 export interface GroupCommitOptions {
@@ -19,15 +19,20 @@ export interface GroupCommitStats {
   readonly queuedRecords: number;
   readonly inFlight: number;
   readonly shed: number;
+  /** Requests given up (deadline, client gone) while they waited in the queue. */
+  readonly dropped: number;
 }
 
 interface Pending {
   readonly records: readonly NewRecord[];
   readonly ids: ReadonlySet<string>;
   readonly enqueuedAt: number;
+  readonly guard: WriteGuard | undefined;
   resolve(written: WriteResult[]): void;
   reject(error: unknown): void;
 }
+
+const abandoned = (request: Pending): boolean => request.guard?.signal?.aborted === true;
 
 /**
  * Group commit: concurrent `insert` calls in one process are coalesced into one multi-row INSERT (and so one
@@ -37,8 +42,10 @@ interface Pending {
  *
  * - Ids repeated across waiting requests never share a batch: the later request goes into the next batch and
  *   sees `duplicate`, exactly as if it had arrived alone.
- * - A failed batch of several requests is retried one request at a time, so one request's failure cannot fail
- *   another's records.
+ * - A failed batch of several requests is retried one request at a time, in its own slot (so within
+ *   `concurrency`), so one request's failure cannot fail another's records.
+ * - Deadlines (`WriteGuard`): a request given up while queued leaves the queue at once; a batch commits only if
+ *   none of its requests was given up by then, otherwise it rolls back and the others go back to the queue's head.
  * - The queue is bounded: past `maxQueuedRecords` a request is refused at once with 503 + Retry-After.
  */
 export function createGroupCommitStore(
@@ -53,6 +60,7 @@ export function createGroupCommitStore(
   let batches = 0;
   let committedRecords = 0;
   let shed = 0;
+  let dropped = 0;
 
   function takeBatch(): Pending[] {
     const batch: Pending[] = [];
@@ -76,34 +84,73 @@ export function createGroupCommitStore(
     return batch;
   }
 
+  /** The batch commits only as a whole: if any of its requests was given up, none of them claims the commit. */
+  function batchGuard(batch: readonly Pending[]): WriteGuard | undefined {
+    if (batch.every((request) => request.guard === undefined)) return undefined;
+    return {
+      claimCommit: () => !batch.some(abandoned) && batch.every((request) => request.guard?.claimCommit() ?? true),
+    };
+  }
+
   async function run(batch: Pending[]): Promise<void> {
-    const records = batch.flatMap((request) => request.records);
+    const live = stillWanted(batch);
+    if (live.length === 0) return;
+    const records = live.flatMap((request) => request.records);
     const now = performance.now();
-    onBatch?.(records.length, Math.max(...batch.map((request) => now - request.enqueuedAt)));
+    onBatch?.(records.length, Math.max(...live.map((request) => now - request.enqueuedAt)));
     try {
-      const written = await inner.insert(records);
+      const written = await inner.insert(records, batchGuard(live));
       const byId = new Map(written.map((w) => [w.id, w]));
       batches++;
       committedRecords += records.length;
-      for (const request of batch) {
+      for (const request of live) {
         request.resolve(request.records.map((r) => byId.get(r.id) ?? { id: r.id, status: 'duplicate' }));
       }
     } catch (error) {
-      if (batch.length === 1) {
-        batch[0]?.reject(error);
+      if (error instanceof WriteAbandonedError) {
+        // Rolled back for the sake of the requests given up meanwhile: the rest were not at fault and go first.
+        requeueFirst(stillWanted(live));
         return;
       }
-      // Isolate the culprit: each request alone, so the others still commit.
-      await Promise.all(
-        batch.map(async (request) => {
-          try {
-            request.resolve([...(await inner.insert(request.records))]);
-          } catch (own) {
-            request.reject(own);
-          }
-        }),
-      );
+      if (live.length === 1) {
+        live[0]?.reject(error);
+        return;
+      }
+      // Isolate the culprit: each request alone, one after another in this batch's slot, so the others still
+      // commit and a failed batch never takes more connections than `concurrency`.
+      for (const request of live) {
+        if (stillWanted([request]).length === 0) continue;
+        try {
+          request.resolve([...(await inner.insert(request.records, request.guard))]);
+        } catch (own) {
+          request.reject(own);
+        }
+      }
     }
+  }
+
+  /** The requests not given up; the others are answered with the reason they were. */
+  function stillWanted(requests: readonly Pending[]): Pending[] {
+    const wanted: Pending[] = [];
+    for (const request of requests) {
+      if (abandoned(request)) request.reject(request.guard?.signal?.reason);
+      else wanted.push(request);
+    }
+    return wanted;
+  }
+
+  function requeueFirst(requests: readonly Pending[]): void {
+    queue.unshift(...requests);
+    for (const request of requests) queuedRecords += request.records.length;
+  }
+
+  function leaveQueue(request: Pending): void {
+    const at = queue.indexOf(request);
+    if (at === -1) return;
+    queue.splice(at, 1);
+    queuedRecords -= request.records.length;
+    dropped++;
+    request.reject(request.guard?.signal?.reason);
   }
 
   function flush(): void {
@@ -131,20 +178,30 @@ export function createGroupCommitStore(
   }
 
   return {
-    insert(records) {
+    insert(records, guard) {
       if (queuedRecords + records.length > options.maxQueuedRecords) {
         shed++;
         return Promise.reject(
           new AppError('overloaded', 'The ingest queue is full; retry shortly.', { retryAfterSeconds: 1 }),
         );
       }
+      if (guard?.signal?.aborted) return Promise.reject(guard.signal.reason);
       return new Promise<WriteResult[]>((resolve, reject) => {
-        queue.push({ records, ids: new Set(records.map((r) => r.id)), enqueuedAt: performance.now(), resolve, reject });
+        const request: Pending = {
+          records,
+          ids: new Set(records.map((r) => r.id)),
+          enqueuedAt: performance.now(),
+          guard,
+          resolve,
+          reject,
+        };
+        guard?.signal?.addEventListener('abort', () => leaveQueue(request), { once: true });
+        queue.push(request);
         queuedRecords += records.length;
         schedule();
       });
     },
-    insertIdempotent: (records, claim) => inner.insertIdempotent(records, claim),
-    stats: () => ({ batches, records: committedRecords, queuedRecords, inFlight, shed }),
+    insertIdempotent: (records, claim, guard) => inner.insertIdempotent(records, claim, guard),
+    stats: () => ({ batches, records: committedRecords, queuedRecords, inFlight, shed, dropped }),
   };
 }

@@ -46,3 +46,4 @@ export {
 } from './schema.ts';
 export { formatUtcTimestamp, normalizeRfc3339, parseRfc3339, RFC3339_PATTERN } from './timestamp.ts';
 export type * from './types.ts';
+export { type WriteDeadline, writeDeadline } from './write-deadline.ts';

@@ -1,7 +1,8 @@
 import { AppError, type FieldIssue, IdConflictError } from '#lib/errors';
 import type { Caller, RecordWriter, WriteListener } from './ports.ts';
 import { isPlainObject, type RecordValidator } from './schema.ts';
-import type { IngestResult, NewRecord } from './types.ts';
+import type { IngestResult, NewRecord, WriteResult } from './types.ts';
+import { writeDeadline } from './write-deadline.ts';
 
 export interface IngestRequest {
   /** The parsed JSON body. */
@@ -11,6 +12,8 @@ export interface IngestRequest {
   readonly idempotency?: { readonly key: string; readonly fingerprint: string };
   /** traceparent of the request, passed on to the records' events. */
   readonly traceContext?: string;
+  /** Aborts when the client has gone: its write, if not yet committed, is given up. */
+  readonly signal?: AbortSignal;
 }
 
 export interface IngestService {
@@ -22,10 +25,12 @@ export interface IngestServiceDeps {
   /** Group commit and cache invalidation, when wired, sit inside this writer (see functions/ingest/app.ts). */
   readonly writer: RecordWriter;
   readonly validator: RecordValidator;
+  /** A write not committed this long after validation is answered 503 and never commits afterwards. */
+  readonly deadlineMs: number;
 }
 
 /** The write side of the domain: validation before anything touches storage, then one atomic write. */
-export function createIngestService({ writer, validator }: IngestServiceDeps): IngestService {
+export function createIngestService({ writer, validator, deadlineMs }: IngestServiceDeps): IngestService {
   return {
     async ingest(request) {
       const validated = validator.validateIngestBody(request.body);
@@ -49,16 +54,18 @@ export function createIngestService({ writer, validator }: IngestServiceDeps): I
 
   async function store(
     validated: readonly NewRecord[],
-    { caller, idempotency, traceContext }: IngestRequest,
+    { caller, idempotency, traceContext, signal }: IngestRequest,
   ): Promise<IngestResult> {
     const records = traceContext === undefined ? validated : validated.map((r) => ({ ...r, traceContext }));
-    if (idempotency === undefined) return { records: await writer.insert(records) };
-    const outcome = await writer.insertIdempotent(records, {
+    const deadline = writeDeadline(deadlineMs, signal);
+    if (idempotency === undefined) return { records: await deadline.settle(writer.insert(records, deadline)) };
+    const claim = {
       ...idempotency,
       // A key is the caller's own: another caller using the same key neither blocks nor replays it.
       key: caller.id === '' ? idempotency.key : `${caller.id.length}:${caller.id}:${idempotency.key}`,
-      result: (written) => ({ records: written }),
-    });
+      result: (written: readonly WriteResult[]) => ({ records: written }),
+    };
+    const outcome = await deadline.settle(writer.insertIdempotent(records, claim, deadline));
     switch (outcome.kind) {
       case 'committed':
       case 'replayed':
@@ -111,14 +118,14 @@ export function notifyingWrites(writer: RecordWriter, listener: WriteListener): 
     return records.filter((r) => ids.has(r.id));
   };
   return {
-    async insert(records) {
-      const written = await writer.insert(records);
+    async insert(records, guard) {
+      const written = await writer.insert(records, guard);
       const fresh = created(records, written);
       if (fresh.length > 0) await listener.recordsWritten(fresh);
       return written;
     },
-    async insertIdempotent(records, claim) {
-      const outcome = await writer.insertIdempotent(records, claim);
+    async insertIdempotent(records, claim, guard) {
+      const outcome = await writer.insertIdempotent(records, claim, guard);
       if (outcome.kind === 'committed') {
         const fresh = created(records, outcome.result.records);
         if (fresh.length > 0) await listener.recordsWritten(fresh);

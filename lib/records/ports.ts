@@ -25,7 +25,7 @@ export type IdempotentWriteOutcome =
  */
 export interface WriteGuard {
   /** Aborts when the write should be given up; a write still queued is then dropped. */
-  readonly signal: AbortSignal;
+  readonly signal?: AbortSignal;
   /** False when the write was given up (roll back); true makes it final. Called once, right before COMMIT. */
   claimCommit(): boolean;
 }

@@ -335,6 +335,7 @@ describe('with Redis: in process (counting store reads)', () => {
     const service = createIngestService({
       writer: notifyingWrites(writer, cache),
       validator: createRecordValidator(TEST_LIMITS),
+      deadlineMs: 10_000,
     });
     return (request: { body: unknown }) => service.ingest({ ...request, caller: ANONYMOUS });
   };

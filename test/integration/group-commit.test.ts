@@ -5,8 +5,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createRecordWriter, type Database } from '#lib/db';
-import { AppError, DependencyUnavailableError } from '#lib/errors';
-import { createGroupCommitStore, type NewRecord, type RecordWriter } from '#lib/records';
+import { AppError, DependencyUnavailableError, WriteAbandonedError } from '#lib/errors';
+import { createGroupCommitStore, type NewRecord, type RecordWriter, writeDeadline } from '#lib/records';
 import { createTestDatabase } from '../support/database.ts';
 
 let db: Database;
@@ -135,5 +135,59 @@ describe('group commit', () => {
     }
     expect(store.stats().shed).toBe(10);
     expect(await storedIds(src)).toEqual(new Set(outcomes.filter((o) => o.ok).map((o) => o.id)));
+  });
+
+  it('never commits a write after its deadline answered it: in flight it rolls back, queued it is dropped', async () => {
+    const store = createGroupCommitStore(repository, {
+      maxBatchRecords: 1000,
+      windowMs: 20,
+      concurrency: 1,
+      maxQueuedRecords: 100_000,
+    });
+    const src = source();
+    const [blocked, late, patient, queued, unguarded] = [1, 2, 3, 4, 5].map(() => recordOf(src)) as [
+      NewRecord,
+      NewRecord,
+      NewRecord,
+      NewRecord,
+      NewRecord,
+    ];
+    // An uncommitted claim of one id in another session: the batch holding that id waits on the registry's
+    // unique index, as it would behind a frozen database.
+    const blocker = await db.transaction();
+    await blocker.raw('INSERT INTO record_ids (id, "timestamp") VALUES (?, now())', [blocked.id]);
+    const write = (record: NewRecord, deadlineMs?: number) => {
+      const deadline = deadlineMs === undefined ? undefined : writeDeadline(deadlineMs);
+      const written = store.insert([record], deadline);
+      return (deadline ? deadline.settle(written) : written).then(
+        (result) => ({ status: result[0]?.status, at: performance.now() }),
+        (error: unknown) => ({
+          status: error instanceof WriteAbandonedError ? 'abandoned' : String(error),
+          at: performance.now(),
+        }),
+      );
+    };
+    const started = performance.now();
+    // One batch (the window gathers them): two with a short deadline, one with a long one.
+    const first = [write(blocked, 300), write(late, 300), write(patient, 10_000)];
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Behind the running batch (concurrency 1): one that gives up while queued, one without any deadline.
+    const second = [write(queued, 300), write(unguarded)];
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    await blocker.rollback();
+    const [a, b, c, d, e] = await Promise.all([...first, ...second]);
+    expect([a, b, c, d, e].map((o) => o?.status)).toEqual([
+      'abandoned',
+      'abandoned',
+      'created',
+      'abandoned',
+      'created',
+    ]);
+    // The short deadlines answered while the database still held the batch, not when it let go.
+    for (const outcome of [a, b, d]) expect((outcome?.at ?? Infinity) - started).toBeLessThan(900);
+    expect(store.stats().dropped).toBe(1);
+    // Nothing given up was stored, then or later.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(await storedIds(src)).toEqual(new Set([patient.id, unguarded.id]));
   });
 });

@@ -299,7 +299,11 @@ describe('5xx bodies', () => {
       ...common,
       functionName: 'ingest',
       handler: createIngestHandler({
-        ingest: createIngestService({ writer: failing, validator: createRecordValidator(TEST_LIMITS) }),
+        ingest: createIngestService({
+          writer: failing,
+          validator: createRecordValidator(TEST_LIMITS),
+          deadlineMs: 10_000,
+        }),
         logger,
         openApi: {},
         gate: createAccessGate(undefined, undefined),

@@ -114,7 +114,12 @@ beforeAll(() => {
   const openApi = buildOpenApiDocument(LIMITS);
   const validator = createRecordValidator(LIMITS);
   const gate = createAccessGate(undefined, undefined);
-  ingest = createIngestHandler({ ingest: createIngestService({ writer: store, validator }), logger, openApi, gate });
+  ingest = createIngestHandler({
+    ingest: createIngestService({ writer: store, validator, deadlineMs: 10_000 }),
+    logger,
+    openApi,
+    gate,
+  });
   query = createQueryHandler({
     query: createQueryService({
       records: documentFromStore(store),
