@@ -43,12 +43,16 @@ export function createRedisClient(config: RedisConfig, logger: Logger): RedisCli
             enableAutoPipelining: true,
             redisOptions: nodeOptions,
             clusterRetryStrategy: (attempt) => Math.min(100 * 2 ** attempt, 2_000),
-            // A dead master's connection is dropped from the pool and, with no offline queue, its slots then fail
-            // at once without ever reaching a node that would answer MOVED (redis/ioredis#587; upstream's answer is
-            // the per-node `clusterNodeRetryStrategy` of #2096). A periodic CLUSTER SLOTS, one cheap command a
-            // second per pod, is meant to find the promoted replica; the failover fault test (f2, skipped) shows
-            // that this alone does not bring the cache back yet.
-            slotsRefreshInterval: 1_000,
+            // Neither `clusterNodeRetryStrategy` nor `slotsRefreshInterval`, on purpose. The first (redis/ioredis#2096)
+            // fixes redis/ioredis#587: a node that comes back at its address with no slot moved is never reconnected.
+            // That is a restarted replica, and with scaleReads 'master' we never read from replicas. When a master
+            // dies, its slots do move. A command that finds its connection closed is retried every
+            // `retryDelayOnFailover` (100 ms), each time after a fresh CLUSTER SLOTS, and the other masters answer
+            // MOVED to the promoted replica. The cache serves those slots again as soon as the promotion is done.
+            // The failover fault test (f2) measured this within its 500 ms sampling, with and without a CLUSTER
+            // SLOTS a second. That periodic refresh (ioredis 6 runs none by default) would only cost a command a
+            // second per pod. The price of those retries: until the promotion, such a command waits up to
+            // maxRedirections × 100 ms (about 2 s, measured), longer than `commandTimeout`.
             // ElastiCache's TLS certificates name the configuration endpoint, not the node IPs it returns.
             ...(config.tls && { dnsLookup: (address, callback) => callback(null, address) }),
           },

@@ -5,7 +5,9 @@
  * `.services/redis-cluster/<port>`. Every node requires a password (`requirepass`, and `masterauth` for its
  * replica), so the tests exercise AUTH in cluster mode as clients of a managed cluster would. No persistence: a
  * cache. `cluster-node-timeout` is short (1 s) so that a killed master fails over within seconds in
- * test/fault/redis-cluster.test.ts. Started only when named (`npm run services:up -- redis-cluster`).
+ * test/fault/redis-cluster.test.ts. `up` returns only once every replica has finished its first sync: a replica that
+ * never synced refuses to take over ("Disconnected from master for longer than allowed"), and a master killed
+ * before then leaves its slots down for good. Started only when named (`npm run services:up -- redis-cluster`).
  */
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -52,6 +54,8 @@ function writeConfig(port: number): void {
       'cluster-node-timeout 1000',
       `requirepass ${REDIS_CLUSTER_PASSWORD}`,
       `masterauth ${REDIS_CLUSTER_PASSWORD}`,
+      // Redis 7 holds a diskless full sync back 5 s for more replicas to join it: each master has one, so start at once.
+      'repl-diskless-sync-delay 0',
       'appendonly no',
       'save ""',
       '',
@@ -74,6 +78,32 @@ const cli = (port: number, ...args: string[]) =>
 /** Whether the node on `port` sees the whole cluster as healthy (every slot served). */
 export const clusterOk = (port: number): boolean => /cluster_state:ok/.test(cli(port, 'cluster', 'info'));
 
+/**
+ * Whether every replica's link to its master is up (its first sync done), so that any master can fail over. A
+ * replica in the middle of a sync or never synced is not counted as one.
+ */
+export function replicasInSync(): boolean {
+  const infos = REDIS_CLUSTER_PORTS.map((port) => cli(port, 'info', 'replication'));
+  const replicas = infos.filter((info) => /^role:slave/m.test(info));
+  return (
+    replicas.length === REDIS_CLUSTER_PORTS.length / 2 && replicas.every((info) => /^master_link_status:up/m.test(info))
+  );
+}
+
+/** The ports of the replicas of the master on `port`, from a live node's view of the cluster. */
+export function replicaPorts(port: number): number[] {
+  const live = REDIS_CLUSTER_PORTS.find((p) => nodePid(p) !== undefined);
+  if (live === undefined) return [];
+  // <id> <ip:port@cport> <flags> <master id or -> …
+  const nodes = cli(live, 'cluster', 'nodes')
+    .split('\n')
+    .map((line) => line.split(' '))
+    .map(([id, address, flags, master]) => ({ id, port: Number(/:(\d+)@/.exec(address ?? '')?.[1]), flags, master }));
+  const id = nodes.find((node) => node.port === port)?.id;
+  if (id === undefined) return [];
+  return nodes.filter((node) => node.master === id && /slave/.test(node.flags ?? '')).map((node) => node.port);
+}
+
 /** Starts the node on `port` again with the config it had (after a test killed it); it rejoins as a replica. */
 export async function restartNode(port: number): Promise<void> {
   if (nodePid(port) !== undefined) return;
@@ -91,6 +121,8 @@ async function up(): Promise<Settings> {
   const running = REDIS_CLUSTER_PORTS.filter((port) => nodePid(port) !== undefined);
   if (running.length === REDIS_CLUSTER_PORTS.length && REDIS_CLUSTER_PORTS.every(clusterOk)) {
     log(`Redis Cluster already running on 127.0.0.1:${BASE_PORT}–${BASE_PORT + 5}`);
+    // A node started again after a kill rejoins as a replica and syncs first.
+    await waitFor('every replica to be in sync with its master', 30_000, () => (replicasInSync() ? true : undefined));
     return settings();
   }
   if (running.length > 0) await down();
@@ -129,6 +161,7 @@ async function up(): Promise<Settings> {
     await waitFor('every node to report cluster_state:ok', 30_000, () =>
       REDIS_CLUSTER_PORTS.every(clusterOk) ? true : undefined,
     );
+    await waitFor('every replica to be in sync with its master', 30_000, () => (replicasInSync() ? true : undefined));
   } catch (error) {
     const logs = REDIS_CLUSTER_PORTS.map((port) => `${logFile(port)}:\n${tail(logFile(port), 10)}`).join('\n');
     throw new Error(`${(error as Error).message}\n${logs}`);
