@@ -76,6 +76,7 @@ export function createQueryApp(config: ServiceConfig, clients: QueryClients, log
         pages: cache && readDb === db ? redisPages(cache) : uncachedPages,
         reader,
         cursors: createCursorCodec(config.cursorSecret),
+        maxPageBytes: config.list.maxBytes,
         archive: config.archive && { dayOf: (id: string) => archivedDayOf(readDb, id) },
       }),
       logger,

@@ -71,6 +71,8 @@ const RETRY_INVALIDATIONS_MS = 500;
  *   query began; writes bump the versions of the sources they touch and of `{all}`, so a page computed before a
  *   write is never served after it. Version and page share a hash tag, so one MGET reads both in Redis Cluster.
  * - Everything goes through a circuit breaker: with Redis down, calls are skipped without waiting for timeouts.
+ * - Nothing larger than `valueMaxBytes` is written (a page or record above it is served, just not cached): one
+ *   large value would hold Redis's single thread and the connection every other command shares.
  */
 export function createRecordCache(options: RecordCacheOptions): RedisRecordCache {
   const { redis, config, keyPrefix, logger } = options;
@@ -124,6 +126,10 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
       .slice(0, 22);
     return `${keyPrefix}${scopeOf(key)}:page:${digest}`;
   };
+  // A UTF-16 code unit is at most 3 UTF-8 bytes: most values pass without being measured.
+  const fits = (value: string) =>
+    value.length * 3 <= config.valueMaxBytes ||
+    (value.length <= config.valueMaxBytes && Buffer.byteLength(value) <= config.valueMaxBytes);
   const versionTtlMs = Math.max(config.listTtlSeconds * 1000 * 10, 86_400_000);
 
   // Invalidations that could not reach Redis, retried until done or moot (their entries expired by then).
@@ -183,14 +189,9 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
     },
 
     async putRecord(id, document) {
-      await guarded('SET', () =>
-        redis.set(
-          recordKey(id),
-          `${document.etag}{${document.source}\n${document.json}`,
-          'EX',
-          config.recordTtlSeconds,
-        ),
-      );
+      const value = `${document.etag}{${document.source}\n${document.json}`;
+      if (!fits(value)) return;
+      await guarded('SET', () => redis.set(recordKey(id), value, 'EX', config.recordTtlSeconds));
     },
 
     async putAbsent(id) {
@@ -219,9 +220,9 @@ export function createRecordCache(options: RecordCacheOptions): RedisRecordCache
     },
 
     async putPage(key, token, page) {
-      await guarded('SET', () =>
-        redis.set(pageKey(key), `${token}\n${page.nextCursor ?? ''}\n${page.json}`, 'PX', config.listTtlSeconds * 1000),
-      );
+      const value = `${token}\n${page.nextCursor ?? ''}\n${page.json}`;
+      if (!fits(value)) return;
+      await guarded('SET', () => redis.set(pageKey(key), value, 'PX', config.listTtlSeconds * 1000));
     },
 
     async recordsWritten(records) {

@@ -134,6 +134,13 @@ export function createRecordReader(db: Knex): RecordReader {
 /**
  * The keyset page query for the filters present: one named statement per combination of filters (at most 32),
  * each matching an index whose order is exactly the ORDER BY, so no plan sorts.
+ *
+ * Bounded in bytes too (`maxBytes`, always bound; 2^53 stands for none): a running sum over the `limit` rows
+ * of the keyset query leaves in PostgreSQL every row after the first that no longer fits, by `pageOf`'s rule
+ * (lib/records/page.ts): row n goes out when n <= 2 or the rows before it hold at most `maxBytes`, which is
+ * every row a page can show and the one after them, so the caller still learns that more follow. The window
+ * reads the inner query in its own order (no sort); PostgreSQL still builds the JSON of all `limit` rows (it
+ * cannot stop a scan on a sum), but sends only what fits.
  */
 function listStatement(query: ListQuery): { name: string; text: string; values: unknown[] } {
   const where: string[] = [];
@@ -153,9 +160,17 @@ function listStatement(query: ListQuery): { name: string; text: string; values: 
     where.push(`(r."timestamp", r.id) < ($${values.length - 1}::timestamptz, $${values.length}::uuid)`);
     shape += 'a';
   }
-  values.push(query.limit);
-  const text = `SELECT r.id::text AS id, ds_utc_text(r."timestamp") AS timestamp, ${RECORD_JSON} AS json
-    FROM records r ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
-    ORDER BY r."timestamp" DESC, r.id DESC LIMIT $${values.length}`;
-  return { name: `list-records-${shape || 'all'}`, text, values };
+  values.push(query.limit, query.maxBytes ?? Number.MAX_SAFE_INTEGER);
+  const limit = `$${values.length - 1}`;
+  const maxBytes = `$${values.length}::bigint`;
+  const text = `SELECT k.id::text AS id, ds_utc_text(k."timestamp") AS timestamp, k.json, k.bytes
+    FROM (SELECT p.id, p."timestamp", p.json, octet_length(p.json) AS bytes,
+                 sum(octet_length(p.json)) OVER w - octet_length(p.json) AS before, row_number() OVER w AS n
+          FROM (SELECT r.id, r."timestamp", ${RECORD_JSON} AS json
+                FROM records r ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''}
+                ORDER BY r."timestamp" DESC, r.id DESC LIMIT ${limit}) p
+          WINDOW w AS (ORDER BY p."timestamp" DESC, p.id DESC ROWS UNBOUNDED PRECEDING)) k
+    WHERE k.n <= 2 OR k.before <= ${maxBytes}
+    ORDER BY k."timestamp" DESC, k.id DESC`;
+  return { name: `list-records-bytes-${shape || 'all'}`, text, values };
 }

@@ -2,6 +2,7 @@ export { type CursorCodec, createCursorCodec } from './cursor.ts';
 export { createGroupCommitStore, type GroupCommitOptions, type GroupCommitStats } from './group-commit.ts';
 export { isUuid, uuidv7 } from './ids.ts';
 export { createIngestService, type IngestRequest, type IngestService, notifyingWrites } from './ingest-service.ts';
+export { type PageCut, pageOf } from './page.ts';
 export type {
   ArchiveLocator,
   Caller,
@@ -29,6 +30,7 @@ export { readYourWrites } from './read-your-writes.ts';
 export {
   createRecordValidator,
   DEFAULT_PAGE_LIMIT,
+  exportQuerySchema,
   idempotencyKeySchema,
   ingestResultSchema,
   isPlainObject,
@@ -36,6 +38,7 @@ export {
   MAX_PAGE_LIMIT,
   NAME_MAX_LENGTH,
   NAME_PATTERN,
+  parseExportParameters,
   parseListParameters,
   type RecordSchemaLimits,
   type RecordValidator,

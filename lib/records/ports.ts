@@ -44,7 +44,11 @@ export interface RecordWriter {
 export interface RecordReader {
   /** The record's JSON text exactly as it is served, and its source (for access checks), or undefined. */
   findById(id: string): Promise<{ readonly json: string; readonly source: string } | undefined>;
-  /** Newest first on `(timestamp, id)`; at most `limit` rows strictly after `after`. */
+  /**
+   * Newest first on `(timestamp, id)`; at most `limit` rows strictly after `after`. With `maxBytes` it may leave
+   * out the rows after the first one that no longer fits in `maxBytes` (see `pageOf`); never that row itself, by
+   * which the caller learns that more follow.
+   */
   list(query: ListQuery): Promise<readonly ListedRecord[]>;
 }
 

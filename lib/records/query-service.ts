@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { AppError, InvalidParameterError } from '#lib/errors';
 import type { CursorCodec } from './cursor.ts';
 import { isUuid } from './ids.ts';
+import { pageOf } from './page.ts';
 import type {
   ArchiveLocator,
   Caller,
@@ -11,8 +12,8 @@ import type {
   RecordReader,
   RecordSource,
 } from './ports.ts';
-import { parseListParameters } from './schema.ts';
-import type { ListFilter, ListQuery } from './types.ts';
+import { parseExportParameters, parseListParameters } from './schema.ts';
+import type { KeysetPosition, ListedRecord, ListFilter } from './types.ts';
 
 /** Raw query-string parameters as the HTTP layer received them. */
 export type ListParameters = Readonly<Record<string, string | undefined>>;
@@ -31,6 +32,14 @@ export interface QueryService {
     parameters: ListParameters,
     caller: Caller,
   ): Promise<PageDocument & { readonly filter: ListFilter; readonly limit: number }>;
+  /**
+   * Every record of the filter (strictly after `after`), newest first, as NDJSON text: one record a line, in chunks
+   * of at most `exportChunkRows` records and `maxPageBytes` bytes, each read by its own keyset query only when the
+   * one before it has been taken (and one ahead, so the store and the consumer overlap). The parameters, the grant
+   * and the first chunk are checked before it resolves, so those fail as answers, not mid-stream; a later failure
+   * rejects the iteration. No chunk is read after `signal` aborts (the client has gone).
+   */
+  exportRecords(parameters: ListParameters, caller: Caller, signal: AbortSignal): Promise<AsyncIterable<string>>;
 }
 
 export interface QueryServiceDeps {
@@ -42,7 +51,13 @@ export interface QueryServiceDeps {
   readonly cursors: CursorCodec;
   /** With an S3 archive: a miss whose id belongs to an archived day says so (`record-archived`). */
   readonly archive?: ArchiveLocator | undefined;
+  /** A page (and an export chunk) ends early, with a next cursor, once its records hold this many bytes of JSON. */
+  readonly maxPageBytes: number;
+  /** Records per export chunk (one keyset query each); default 1000. */
+  readonly exportChunkRows?: number;
 }
+
+const EXPORT_CHUNK_ROWS = 1000;
 
 /** A strong validator of a representation: computed once when it is read from the store, then cached with it. */
 export const etagOf = (json: string): string =>
@@ -59,7 +74,12 @@ export function documentFromStore(reader: RecordReader): RecordSource {
 }
 
 /** The read side of the domain: parameter validation, keyset pagination and cursors over the read chains. */
-export function createQueryService({ records, pages, reader, cursors, archive }: QueryServiceDeps): QueryService {
+export function createQueryService(deps: QueryServiceDeps): QueryService {
+  const { records, pages, reader, cursors, archive, maxPageBytes } = deps;
+  const chunkRows = deps.exportChunkRows ?? EXPORT_CHUNK_ROWS;
+  // One more row than a page shows: whether it comes back says whether a next page exists.
+  const readPage = (filter: ListFilter, limit: number, after: KeysetPosition | undefined) =>
+    reader.list({ ...filter, limit: limit + 1, maxBytes: maxPageBytes, ...(after && { after }) });
   return {
     async getById(id, caller) {
       if (!isUuid(id)) {
@@ -88,31 +108,14 @@ export function createQueryService({ records, pages, reader, cursors, archive }:
 
     async list(parameters, caller) {
       const { filter, limit, cursor } = parseListParameters(parameters);
-      if (filter.source === undefined ? !caller.readsEverySource : !caller.mayRead(filter.source)) {
-        throw new AppError(
-          'forbidden',
-          filter.source === undefined
-            ? 'Listing without a source needs read access to every source (read:*); name a source you may read.'
-            : `This token may not read the source ${filter.source}.`,
-          {
-            issues: [
-              {
-                pointer: '/source',
-                detail: filter.source === undefined ? 'is required for this token' : 'is not readable with this token',
-              },
-            ],
-          },
-        );
-      }
+      assertMayList(filter, caller);
       const after = cursor === undefined ? undefined : cursors.decode(cursor, filter, caller.id);
-      const query: ListQuery = { ...filter, limit: limit + 1, ...(after && { after }) };
       // Pages hold cursors bound to their caller, so each caller has pages of its own.
       const page = await pages.get({ filter, limit, cursor, caller: caller.id }, async () => {
-        const rows = await reader.list(query);
-        const shown = rows.slice(0, limit);
+        const { shown, more } = pageOf(await readPage(filter, limit, after), limit, maxPageBytes);
         const last = shown.at(-1);
         const nextCursor =
-          rows.length > limit && last !== undefined
+          more && last !== undefined
             ? cursors.encode({ timestamp: last.timestamp, id: last.id }, filter, caller.id)
             : null;
         // The rows are JSON text already: the page is assembled, not serialised.
@@ -121,7 +124,47 @@ export function createQueryService({ records, pages, reader, cursors, archive }:
       });
       return { ...page, filter, limit };
     },
+
+    async exportRecords(parameters, caller, signal) {
+      const { filter, after } = parseExportParameters(parameters);
+      assertMayList(filter, caller);
+      const first = await readPage(filter, chunkRows, after);
+      return (async function* chunks(): AsyncGenerator<string> {
+        let rows: readonly ListedRecord[] = first;
+        for (;;) {
+          const { shown, more } = pageOf(rows, chunkRows, maxPageBytes);
+          const last = shown.at(-1);
+          if (last === undefined) return;
+          // The next chunk is read while this one is written; a rejection is handled where it is awaited (or, if
+          // the consumer leaves first, nowhere: the catch below keeps it from being unhandled).
+          const next = more && !signal.aborted ? readPage(filter, chunkRows, last) : undefined;
+          next?.catch(() => undefined);
+          yield `${shown.map((row) => row.json).join('\n')}\n`;
+          if (next === undefined || signal.aborted) return;
+          rows = await next;
+        }
+      })();
+    },
   };
+}
+
+/** A list or an export names a source the caller may read, or none when it may read every source. */
+function assertMayList(filter: ListFilter, caller: Caller): void {
+  if (filter.source === undefined ? caller.readsEverySource : caller.mayRead(filter.source)) return;
+  throw new AppError(
+    'forbidden',
+    filter.source === undefined
+      ? 'Listing without a source needs read access to every source (read:*); name a source you may read.'
+      : `This token may not read the source ${filter.source}.`,
+    {
+      issues: [
+        {
+          pointer: '/source',
+          detail: filter.source === undefined ? 'is required for this token' : 'is not readable with this token',
+        },
+      ],
+    },
+  );
 }
 
 const truncate = (text: string): string => (text.length > 64 ? `${text.slice(0, 64)}…` : text);

@@ -10,7 +10,7 @@ import { type FieldIssue, InvalidParameterError, toPointer, ValidationError } fr
 import { isUuid, uuidv7 } from './ids.ts';
 import type { Clock } from './ports.ts';
 import { normalizeRfc3339, parseRfc3339, RFC3339_PATTERN } from './timestamp.ts';
-import type { JsonObject, NewRecord } from './types.ts';
+import type { JsonObject, KeysetPosition, ListFilter, NewRecord } from './types.ts';
 
 export interface RecordSchemaLimits {
   readonly maxBatchRecords: number;
@@ -117,12 +117,17 @@ const nameParameter = (description: string) =>
     .messages({ '*': `must be 1–${NAME_MAX_LENGTH} characters of letters, digits and . _ : / -` })
     .description(description);
 
-/** The query parameters of `GET /data`. */
-export const listQuerySchema = Joi.object({
+// The filters list pages and exports share: one declaration, one parse (`parseFilter`).
+const filterParameters = {
   source: nameParameter('Only records of this source.'),
   type: nameParameter('Only records of this type.'),
   from: instant('Inclusive lower bound on timestamp (RFC 3339).'),
   to: instant('Exclusive upper bound on timestamp (RFC 3339).'),
+};
+
+/** The query parameters of `GET /data`. */
+export const listQuerySchema = Joi.object({
+  ...filterParameters,
   limit: query
     .decimalInteger()
     .min(1)
@@ -131,6 +136,28 @@ export const listQuerySchema = Joi.object({
     .description(`Page size, default ${DEFAULT_PAGE_LIMIT}.`)
     .meta({ default: DEFAULT_PAGE_LIMIT }),
   cursor: Joi.string().max(512).description('The next_cursor of the previous page, with the same filters.'),
+})
+  .unknown(false)
+  .messages({ 'object.unknown': 'is not a known query parameter' });
+
+const AFTER_RULE =
+  'must be the timestamp and the id of a record joined by a comma, e.g. 2026-01-31T12:00:00.123Z,<uuid>';
+
+/** The query parameters of `GET /data/export`. */
+export const exportQuerySchema = Joi.object({
+  ...filterParameters,
+  after: Joi.string()
+    .max(128)
+    .custom((value: string, helpers) => {
+      const comma = value.lastIndexOf(',');
+      const timestamp = comma < 0 ? undefined : normalizeRfc3339(value.slice(0, comma));
+      const id = value.slice(comma + 1);
+      return timestamp === undefined || !isUuid(id) ? helpers.error('any.invalid') : `${timestamp},${id.toLowerCase()}`;
+    })
+    .messages({ '*': AFTER_RULE })
+    .description(
+      'Resume: `<timestamp>,<id>` of the last record received (both as the record has them); the export goes on strictly after it.',
+    ),
 })
   .unknown(false)
   .messages({ 'object.unknown': 'is not a known query parameter' });
@@ -149,6 +176,7 @@ const JOI_OPTIONS: Joi.ValidationOptions = { abortEarly: false, convert: false, 
 const QUERY_OPTIONS: Joi.ValidationOptions = { abortEarly: false, convert: true, errors: { wrap: { label: false } } };
 const MAX_ISSUES = 100;
 const listQueryValidator = listQuerySchema.prefs(QUERY_OPTIONS);
+const exportQueryValidator = exportQuerySchema.prefs(QUERY_OPTIONS);
 
 /** Joi issues as field issues with JSON pointers; `asDeclared` keeps the schema's own messages. */
 const issuesOf = (error: Joi.ValidationError | undefined, asDeclared = false): FieldIssue[] =>
@@ -217,20 +245,40 @@ function toNewRecord(input: RecordInput, payloadJson: string, receivedAt: string
 
 /** Validates `GET /data` parameters with `listQuerySchema`, reporting every bad one at once. */
 export function parseListParameters(parameters: Readonly<Record<string, string | undefined>>): {
-  filter: { source?: string; type?: string; from?: string; to?: string };
+  filter: ListFilter;
   limit: number;
   cursor: string | undefined;
 } {
   const { value, error } = listQueryValidator.validate(parameters);
-  const issues = issuesOf(error, true);
-  const parsed = value as {
-    source?: string;
-    type?: string;
-    from?: string;
-    to?: string;
-    limit?: number;
-    cursor?: string;
+  const parsed = value as FilterValues & { limit?: number; cursor?: string };
+  return {
+    filter: parseFilter(parsed, issuesOf(error, true)),
+    limit: parsed.limit ?? DEFAULT_PAGE_LIMIT,
+    cursor: parsed.cursor,
   };
+}
+
+/** Validates `GET /data/export` parameters with `exportQuerySchema`, reporting every bad one at once. */
+export function parseExportParameters(parameters: Readonly<Record<string, string | undefined>>): {
+  filter: ListFilter;
+  after: KeysetPosition | undefined;
+} {
+  const { value, error } = exportQueryValidator.validate(parameters);
+  const parsed = value as FilterValues & { after?: string };
+  const filter = parseFilter(parsed, issuesOf(error, true));
+  // Validated above: the text is `<UTC timestamp>,<lower-case uuid>`.
+  const comma = parsed.after?.lastIndexOf(',') ?? -1;
+  const after =
+    parsed.after === undefined
+      ? undefined
+      : { timestamp: parsed.after.slice(0, comma), id: parsed.after.slice(comma + 1) };
+  return { filter, after };
+}
+
+type FilterValues = { source?: string; type?: string; from?: string; to?: string };
+
+/** The filter of validated parameters; throws every issue of the parameters at once (joi's and `from` > `to`). */
+function parseFilter(parsed: FilterValues, issues: FieldIssue[]): ListFilter {
   const { from, to } = parsed;
   const valid = (pointer: string) => !issues.some((issue) => issue.pointer === pointer);
   if (
@@ -244,14 +292,10 @@ export function parseListParameters(parameters: Readonly<Record<string, string |
   }
   if (issues.length > 0) throw new InvalidParameterError(issues);
   return {
-    filter: {
-      ...(parsed.source !== undefined && { source: parsed.source }),
-      ...(parsed.type !== undefined && { type: parsed.type }),
-      ...(from !== undefined && { from }),
-      ...(to !== undefined && { to }),
-    },
-    limit: parsed.limit ?? DEFAULT_PAGE_LIMIT,
-    cursor: parsed.cursor,
+    ...(parsed.source !== undefined && { source: parsed.source }),
+    ...(parsed.type !== undefined && { type: parsed.type }),
+    ...(from !== undefined && { from }),
+    ...(to !== undefined && { to }),
   };
 }
 

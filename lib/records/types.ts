@@ -62,6 +62,11 @@ export interface KeysetPosition {
 export interface ListQuery extends ListFilter {
   readonly limit: number;
   readonly after?: KeysetPosition;
+  /**
+   * The byte bound of a page (see `pageOf`): with it the store may leave out every row after the first one that
+   * no longer fits, which the page never shows. Without it, no bound.
+   */
+  readonly maxBytes?: number;
 }
 
 /** One row of a list page: its keyset position and its JSON text as served. */
@@ -70,4 +75,6 @@ export interface ListedRecord {
   /** UTC text with every digit PostgreSQL holds, so the keyset position is exact. */
   readonly timestamp: string;
   readonly json: string;
+  /** The length of `json` in UTF-8 bytes, as it goes to the wire (and to Redis). */
+  readonly bytes: number;
 }

@@ -346,6 +346,7 @@ describe('with Redis: in process (counting store reads)', () => {
       pages: redisPages(cache),
       reader: store,
       cursors: createCursorCodec('test-cursor-secret-0123456789'),
+      maxPageBytes: 4 * 1024 * 1024,
     });
 
   beforeAll(async () => {

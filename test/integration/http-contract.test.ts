@@ -318,6 +318,7 @@ describe('5xx bodies', () => {
           pages: uncachedPages,
           reader: failing,
           cursors: createCursorCodec('another-test-secret-012345'),
+          maxPageBytes: 4 * 1024 * 1024,
         }),
         logger,
         openApi: {},

@@ -99,7 +99,10 @@ function memoryStore(): MemoryStore {
         .filter((r) => after === undefined || newer(r, after) < 0)
         .sort((a, b) => newer(b, a))
         .slice(0, query.limit)
-        .map((r) => ({ id: r.id, timestamp: r.timestamp, json: JSON.stringify(r) }));
+        .map((r) => {
+          const json = JSON.stringify(r);
+          return { id: r.id, timestamp: r.timestamp, json, bytes: Buffer.byteLength(json) };
+        });
     },
   };
 }
@@ -126,6 +129,7 @@ beforeAll(() => {
       pages: uncachedPages,
       reader: store,
       cursors: createCursorCodec('test'),
+      maxPageBytes: 4 * 1024 * 1024,
     }),
     logger,
     openApi,
