@@ -210,8 +210,8 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
   /**
    * A streamed body, chunked (no Content-Length), with backpressure: the next chunk is asked for only once the
    * socket took this one ('drain'). A client that leaves stops the iteration (returning the body's iterator, so
-   * its producer stops); a body that fails destroys the connection, so the client sees a truncated chunked body
-   * instead of a clean end it would take for the whole answer.
+   * its producer stops); a body that fails closes the connection without the final chunk, so the client sees a
+   * truncated chunked body instead of a clean end it would take for the whole answer.
    */
   async function stream(
     res: ServerResponse,
@@ -236,9 +236,16 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
     } catch (error) {
       logger.error(
         { err: error, request_id: request.requestId, route: request.route, bytes: streamed.bytes },
-        'response stream failed: connection destroyed',
+        'response stream failed: connection closed without the final chunk',
       );
-      res.destroy();
+      // The status is out, so the only honest end left is an abnormal one: the socket is ended without the final
+      // chunk once what was written is flushed (the client then holds every complete line it was sent, and sees
+      // the body cut), and destroyed if the flush takes longer than LINGER_MS. Destroying it at once would drop
+      // writes still corked in this tick, and the client would lose what it could have resumed from.
+      const socket = res.socket;
+      if (socket === null || socket.destroyed) return;
+      socket.end();
+      setTimeout(() => socket.destroy(), LINGER_MS).unref();
       return;
     }
     if (!res.destroyed) res.end();

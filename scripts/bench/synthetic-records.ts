@@ -67,7 +67,8 @@ export async function loadSyntheticRecords(
  * Loads `count` records of one source straight into a migrated database, as `loadSyntheticRecords` does (chunked
  * INSERT … SELECT, each id claimed in `record_ids`, then VACUUM (ANALYZE)): timestamps `spacingMs` apart ending
  * at `endMs`, ids UUIDv7 of their timestamp, payloads `{"seq":…,"fill":"…"}` with `fillBytes` of hex text. For
- * the benches that need one large source fast (bench:list-bytes, bench:export).
+ * the benches that need one large source fast (bench:list-bytes, bench:export), and tests (`vacuum: false`: a
+ * shared test database is not vacuumed for a few thousand rows).
  */
 export async function loadSourceRecords(
   client: pg.Client,
@@ -77,6 +78,7 @@ export async function loadSourceRecords(
     fillBytes: number;
     endMs: number;
     spacingMs: number;
+    vacuum?: boolean;
     progress?: (loaded: number) => void;
   },
 ): Promise<void> {
@@ -103,6 +105,7 @@ export async function loadSourceRecords(
     o.progress?.(hi);
   }
   await client.query('RESET synchronous_commit');
+  if (o.vacuum === false) return;
   await client.query('VACUUM (ANALYZE) records');
   await client.query('VACUUM (ANALYZE) record_ids');
 }
