@@ -309,6 +309,15 @@ export function rssMiB(pid: number): number {
   }
 }
 
+/** Peak resident set size in MiB since the process started (VmHWM; 0 when the process is gone). */
+export function peakRssMiB(pid: number): number {
+  try {
+    return Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
+  }
+}
+
 /** Sends SIGTERM, waits up to `graceMs` for every pid to exit, then SIGKILLs what is left and waits again. */
 export async function terminate(pids: readonly number[], what: string, graceMs: number): Promise<void> {
   const signal = (sig: NodeJS.Signals) => {

@@ -12,6 +12,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Agent, createServer, request } from 'node:http';
 import { join } from 'node:path';
+import { pipeline } from 'node:stream';
 import pinoPretty from 'pino-pretty';
 import { publicTargetOf } from '#lib/api';
 import { loadConfig } from '#lib/config';
@@ -129,7 +130,9 @@ const gateway = createServer((req, res) => {
         req.resume();
       }
       res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
+      // pipeline, not pipe: a function's answer cut mid-stream (an export) cuts the client's too, and a client
+      // that leaves closes the function's answer, so the export stops.
+      pipeline(answer, res, () => undefined);
     },
   );
   upstream.on('error', () => {

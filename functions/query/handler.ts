@@ -10,6 +10,7 @@ import {
   type HttpRequest,
   type HttpResponse,
   header,
+  MEDIA_TYPES,
   NO_CORS,
   problemErrors,
   queryOf,
@@ -31,7 +32,10 @@ export interface QueryHandlerDeps {
 const IMMUTABLE = 'public, max-age=31536000, immutable';
 const PRIVATE_IMMUTABLE = 'private, max-age=31536000, immutable';
 
-/** The query function's middy handler: `GET /data/{id}`, `GET /data?…`, the OpenAPI document and its page. */
+/**
+ * The query function's middy handler: `GET /data/{id}`, `GET /data?…`, `GET /data/export?…` (streamed NDJSON), the
+ * OpenAPI document and its page.
+ */
 export function createQueryHandler(deps: QueryHandlerDeps): HttpHandler {
   const { query, logger, openApi, gate } = deps;
   const personal = gate.authenticates ? { vary: 'Authorization' } : {};
@@ -59,6 +63,12 @@ export function createQueryHandler(deps: QueryHandlerDeps): HttpHandler {
           }
           return { statusCode: 200, headers, body: page.json };
         },
+        // Streamed as it is read, never cached: a page of its own is what GET /data is for.
+        exportRecords: async (request, caller) => ({
+          statusCode: 200,
+          headers: { 'content-type': MEDIA_TYPES.ndjson, 'cache-control': 'no-store' },
+          body: await query.exportRecords(queryOf(request), caller, request.signal),
+        }),
         openApi: staticJson(openApi),
         apiReference: reference.page,
         apiReferenceAsset: reference.asset,

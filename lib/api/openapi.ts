@@ -45,7 +45,8 @@ export function buildOpenApiDocument(limits: RecordSchemaLimits): JsonSchema {
             response.schema === 'none'
               ? undefined
               : (response.schema ?? (Number(status) >= 400 ? problemSchema : undefined));
-          const mediaType = Number(status) >= 400 ? 'application/problem+json' : 'application/json';
+          const mediaType =
+            response.mediaType ?? (Number(status) >= 400 ? 'application/problem+json' : 'application/json');
           return [
             status,
             {

@@ -12,12 +12,14 @@ import {
   type HttpRequest,
   type HttpResponse,
   header,
+  MEDIA_TYPES,
   type Method,
   type RouteDefinition,
   type RouteHandler,
 } from '#lib/http';
 import {
   type Caller,
+  exportQuerySchema,
   idempotencyKeySchema,
   ingestResultSchema,
   listQuerySchema,
@@ -33,6 +35,8 @@ export interface ResponseSpec {
   readonly description: string;
   /** Defaults to the Problem schema for 4xx/5xx; none for a bodyless answer. */
   readonly schema?: Joi.Schema | 'none';
+  /** Defaults to application/json (application/problem+json for 4xx/5xx); NDJSON carries `schema` a line. */
+  readonly mediaType?: string;
   readonly headers?: Readonly<Record<string, string>>;
 }
 
@@ -130,6 +134,29 @@ export const API_ROUTES = [
         headers: { Link: 'rel="next" URL of the following page, absent on the last page.' },
       },
       400: { description: 'A bad query parameter or cursor.' },
+      401: UNAUTHORIZED,
+      403: { description: 'The source is not readable with this token, or no source was named without read:*.' },
+      429: RATE_LIMITED,
+      503: UNAVAILABLE,
+    },
+  },
+  {
+    // Before GET /data/{id}: the router takes the first template that matches, and `export` is no record id.
+    operationId: 'exportRecords',
+    function: 'query',
+    method: 'GET',
+    path: '/data/export',
+    access: 'read',
+    summary: 'Every record of a source and time range, streamed as NDJSON newest first; resumable with `after`',
+    query: exportQuerySchema,
+    responses: {
+      200: {
+        description:
+          'One Record a line, newest first on (timestamp, id), streamed (chunked, compressed when Accept-Encoding allows) for as long as it takes. A body that ends without its final chunk was cut: resume with `after=<timestamp>,<id>` of the last complete line. Not cached (Cache-Control: no-store).',
+        schema: storedRecordSchema,
+        mediaType: MEDIA_TYPES.ndjson,
+      },
+      400: { description: 'A bad query parameter.' },
       401: UNAUTHORIZED,
       403: { description: 'The source is not readable with this token, or no source was named without read:*.' },
       429: RATE_LIMITED,

@@ -29,12 +29,23 @@ export interface HttpRequest {
   readonly signal: AbortSignal;
 }
 
+/**
+ * A body written as it is produced (`Transfer-Encoding: chunked`, no Content-Length), each chunk only once the
+ * socket took the one before it. The edge stops iterating when the client has gone; an iteration that throws ends
+ * the response abnormally (the connection is destroyed, so the client sees a truncated body, never a clean end).
+ */
+export type StreamBody = AsyncIterable<string | Buffer>;
+
 export interface HttpResponse {
   statusCode: number;
   headers: Record<string, string>;
   /** A string is sent as UTF-8. */
-  body: string | Buffer;
+  body: string | Buffer | StreamBody;
 }
+
+/** Whether `body` is streamed rather than sent in one piece. */
+export const isStreamBody = (body: HttpResponse['body']): body is StreamBody =>
+  typeof body !== 'string' && !Buffer.isBuffer(body);
 
 /**
  * middy's types require a Lambda `Context`; nothing here reads it (no early-timeout timer: the server's request

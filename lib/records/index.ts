@@ -2,7 +2,7 @@ export { type CursorCodec, createCursorCodec } from './cursor.ts';
 export { createGroupCommitStore, type GroupCommitOptions, type GroupCommitStats } from './group-commit.ts';
 export { isUuid, uuidv7 } from './ids.ts';
 export { createIngestService, type IngestRequest, type IngestService, notifyingWrites } from './ingest-service.ts';
-export { type PageCut, pageOf } from './page.ts';
+export { type PageCut, type PageRead, type PageRequest, pageOf, readPage } from './page.ts';
 export type {
   ArchiveLocator,
   Caller,

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { AppError, InvalidParameterError } from '#lib/errors';
 import type { CursorCodec } from './cursor.ts';
 import { isUuid } from './ids.ts';
-import { pageOf } from './page.ts';
+import { type PageRead, readPage } from './page.ts';
 import type {
   ArchiveLocator,
   Caller,
@@ -13,7 +13,7 @@ import type {
   RecordSource,
 } from './ports.ts';
 import { parseExportParameters, parseListParameters } from './schema.ts';
-import type { KeysetPosition, ListedRecord, ListFilter } from './types.ts';
+import type { KeysetPosition, ListFilter } from './types.ts';
 
 /** Raw query-string parameters as the HTTP layer received them. */
 export type ListParameters = Readonly<Record<string, string | undefined>>;
@@ -58,6 +58,7 @@ export interface QueryServiceDeps {
 }
 
 const EXPORT_CHUNK_ROWS = 1000;
+const ROW_BYTES_SOURCES = 1000;
 
 /** A strong validator of a representation: computed once when it is read from the store, then cached with it. */
 export const etagOf = (json: string): string =>
@@ -77,9 +78,17 @@ export function documentFromStore(reader: RecordReader): RecordSource {
 export function createQueryService(deps: QueryServiceDeps): QueryService {
   const { records, pages, reader, cursors, archive, maxPageBytes } = deps;
   const chunkRows = deps.exportChunkRows ?? EXPORT_CHUNK_ROWS;
-  // One more row than a page shows: whether it comes back says whether a next page exists.
-  const readPage = (filter: ListFilter, limit: number, after: KeysetPosition | undefined) =>
-    reader.list({ ...filter, limit: limit + 1, maxBytes: maxPageBytes, ...(after && { after }) });
+  // The bytes per row the last page of a source had (`readPage`'s estimate), for a bounded number of sources.
+  const rowBytes = new Map<string, number>();
+  const read = async (filter: ListFilter, limit: number, after: KeysetPosition | undefined, hint?: number) => {
+    const scope = filter.source ?? '';
+    const page = await readPage(reader, { filter, after, limit, maxBytes: maxPageBytes }, hint ?? rowBytes.get(scope));
+    if (page.bytesPerRow !== undefined) {
+      if (rowBytes.size >= ROW_BYTES_SOURCES && !rowBytes.has(scope)) rowBytes.clear();
+      rowBytes.set(scope, page.bytesPerRow);
+    }
+    return page;
+  };
   return {
     async getById(id, caller) {
       if (!isUuid(id)) {
@@ -112,7 +121,7 @@ export function createQueryService(deps: QueryServiceDeps): QueryService {
       const after = cursor === undefined ? undefined : cursors.decode(cursor, filter, caller.id);
       // Pages hold cursors bound to their caller, so each caller has pages of its own.
       const page = await pages.get({ filter, limit, cursor, caller: caller.id }, async () => {
-        const { shown, more } = pageOf(await readPage(filter, limit, after), limit, maxPageBytes);
+        const { shown, more } = await read(filter, limit, after);
         const last = shown.at(-1);
         const nextCursor =
           more && last !== undefined
@@ -128,20 +137,19 @@ export function createQueryService(deps: QueryServiceDeps): QueryService {
     async exportRecords(parameters, caller, signal) {
       const { filter, after } = parseExportParameters(parameters);
       assertMayList(filter, caller);
-      const first = await readPage(filter, chunkRows, after);
+      const first = await read(filter, chunkRows, after);
       return (async function* chunks(): AsyncGenerator<string> {
-        let rows: readonly ListedRecord[] = first;
+        let chunk: PageRead = first;
         for (;;) {
-          const { shown, more } = pageOf(rows, chunkRows, maxPageBytes);
-          const last = shown.at(-1);
+          const last = chunk.shown.at(-1);
           if (last === undefined) return;
-          // The next chunk is read while this one is written; a rejection is handled where it is awaited (or, if
-          // the consumer leaves first, nowhere: the catch below keeps it from being unhandled).
-          const next = more && !signal.aborted ? readPage(filter, chunkRows, last) : undefined;
+          // The next chunk is read while this one is written; its rejection is handled where it is awaited (or,
+          // if the consumer has left by then, nowhere: the catch keeps it from being an unhandled rejection).
+          const next = chunk.more && !signal.aborted ? read(filter, chunkRows, last, chunk.bytesPerRow) : undefined;
           next?.catch(() => undefined);
-          yield `${shown.map((row) => row.json).join('\n')}\n`;
+          yield `${chunk.shown.map((row) => row.json).join('\n')}\n`;
           if (next === undefined || signal.aborted) return;
-          rows = await next;
+          chunk = await next;
         }
       })();
     },

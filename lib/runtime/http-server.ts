@@ -14,8 +14,10 @@ import {
   type HttpRequest,
   type HttpResponse,
   header,
+  isStreamBody,
   problemResponse,
   requestIdOf,
+  type StreamBody,
 } from '#lib/http';
 import { activeTraceIds, type Logger, requestTraceContext, withRequestSpan } from '#lib/observability';
 import type { AccessLog, RequestSample } from './access-log.ts';
@@ -72,6 +74,8 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
       inFlight++;
       const started = performance.now();
       const request: HttpRequest = edgeRequest(req, res);
+      // The body bytes of a streamed answer, counted as they are written (it has no Content-Length).
+      const streamed = { bytes: 0 };
       let trace: RequestSample['trace'];
       res.once('close', () => {
         inFlight--;
@@ -81,7 +85,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
             method: request.method,
             status: res.statusCode,
             durationSeconds: (performance.now() - started) / 1000,
-            bytes: Number(res.getHeader('content-length') ?? 0),
+            bytes: Number(res.getHeader('content-length') ?? streamed.bytes),
             requestId: request.requestId,
             trace,
           };
@@ -90,7 +94,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
         }
         if (inFlight === 0) onIdle?.();
       });
-      serve(req, res, request, (ids) => {
+      serve(req, res, request, streamed, (ids) => {
         trace = ids;
       }).catch((error: unknown) => {
         logger.error({ err: error, request_id: request.requestId }, 'runtime failed to serve a request');
@@ -123,6 +127,7 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
     req: IncomingMessage,
     res: ServerResponse,
     request: HttpRequest & { body: Buffer | undefined },
+    streamed: { bytes: number },
     traced: (ids: RequestSample['trace']) => void,
   ): Promise<void> {
     const { path } = request;
@@ -181,21 +186,69 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
         return answer;
       },
     );
-    send(res, request, await compressResponse(response, header(request, 'accept-encoding'), compressMinBytes));
+    const answer = await compressResponse(response, header(request, 'accept-encoding'), compressMinBytes);
+    const { body } = answer;
+    if (isStreamBody(body)) return stream(res, request, answer, body, streamed);
+    send(res, request, answer);
   }
 
   function send(res: ServerResponse, request: HttpRequest, response: HttpResponse): void {
-    const payload = typeof response.body === 'string' ? Buffer.from(response.body) : response.body;
-    // One headers object per response: the request id, echoed on every answer, joins it here.
-    const headers: Record<string, string | number> = {
-      ...response.headers,
-      'x-request-id': request.requestId,
-      'content-length': payload.length,
-    };
+    const payload = typeof response.body === 'string' ? Buffer.from(response.body) : (response.body as Buffer);
+    res.writeHead(response.statusCode, headersOf(request, response, payload.length));
+    res.end(request.method === 'HEAD' || NO_BODY_STATUS.has(response.statusCode) ? undefined : payload);
+  }
+
+  // One headers object per response: the request id, echoed on every answer, joins it here.
+  function headersOf(request: HttpRequest, response: HttpResponse, length?: number): Record<string, string | number> {
+    const headers: Record<string, string | number> = { ...response.headers, 'x-request-id': request.requestId };
+    if (length !== undefined) headers['content-length'] = length;
     // While draining, tell keep-alive clients to reconnect elsewhere so that the socket closes after this reply.
     if (draining) headers.connection = 'close';
-    res.writeHead(response.statusCode, headers);
-    res.end(request.method === 'HEAD' || NO_BODY_STATUS.has(response.statusCode) ? undefined : payload);
+    return headers;
+  }
+
+  /**
+   * A streamed body, chunked (no Content-Length), with backpressure: the next chunk is asked for only once the
+   * socket took this one ('drain'). A client that leaves stops the iteration (returning the body's iterator, so
+   * its producer stops); a body that fails closes the connection without the final chunk, so the client sees a
+   * truncated chunked body instead of a clean end it would take for the whole answer.
+   */
+  async function stream(
+    res: ServerResponse,
+    request: HttpRequest,
+    response: HttpResponse,
+    body: StreamBody,
+    streamed: { bytes: number },
+  ): Promise<void> {
+    res.writeHead(response.statusCode, headersOf(request, response));
+    if (request.method === 'HEAD' || NO_BODY_STATUS.has(response.statusCode)) {
+      res.end();
+      await body[Symbol.asyncIterator]().return?.();
+      return;
+    }
+    try {
+      for await (const chunk of body) {
+        if (res.destroyed) break;
+        const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+        streamed.bytes += bytes.length;
+        if (!res.write(bytes) && !(await drained(res))) break;
+      }
+    } catch (error) {
+      logger.error(
+        { err: error, request_id: request.requestId, route: request.route, bytes: streamed.bytes },
+        'response stream failed: connection closed without the final chunk',
+      );
+      // The status is out, so the only honest end left is an abnormal one: the socket is ended without the final
+      // chunk once what was written is flushed (the client then holds every complete line it was sent, and sees
+      // the body cut), and destroyed if the flush takes longer than LINGER_MS. Destroying it at once would drop
+      // writes still corked in this tick, and the client would lose what it could have resumed from.
+      const socket = res.socket;
+      if (socket === null || socket.destroyed) return;
+      socket.end();
+      setTimeout(() => socket.destroy(), LINGER_MS).unref();
+      return;
+    }
+    if (!res.destroyed) res.end();
   }
 
   /**
@@ -244,6 +297,21 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
       return { completed: outcome === 'idle', abandoned };
     },
   };
+}
+
+/** Resolves true when `res` can take more ('drain'), false when it closed first (the client has gone). */
+function drained(res: ServerResponse): Promise<boolean> {
+  return new Promise((resolve) => {
+    const settle = (writable: boolean) => () => {
+      res.off('drain', onDrain);
+      res.off('close', onClose);
+      resolve(writable);
+    };
+    const onDrain = settle(true);
+    const onClose = settle(false);
+    res.once('drain', onDrain);
+    res.once('close', onClose);
+  });
 }
 
 /** The request as handlers see it, decoded once: method, path, raw query, headers and the request id. */

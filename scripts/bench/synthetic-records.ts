@@ -62,3 +62,50 @@ export async function loadSyntheticRecords(
   await client.query('VACUUM (ANALYZE) records');
   await client.query('VACUUM (ANALYZE) record_ids');
 }
+
+/**
+ * Loads `count` records of one source straight into a migrated database, as `loadSyntheticRecords` does (chunked
+ * INSERT … SELECT, each id claimed in `record_ids`, then VACUUM (ANALYZE)): timestamps `spacingMs` apart ending
+ * at `endMs`, ids UUIDv7 of their timestamp, payloads `{"seq":…,"fill":"…"}` with `fillBytes` of hex text. For
+ * the benches that need one large source fast (bench:list-bytes, bench:export), and tests (`vacuum: false`: a
+ * shared test database is not vacuumed for a few thousand rows).
+ */
+export async function loadSourceRecords(
+  client: pg.Client,
+  o: {
+    source: string;
+    count: number;
+    fillBytes: number;
+    endMs: number;
+    spacingMs: number;
+    vacuum?: boolean;
+    progress?: (loaded: number) => void;
+  },
+): Promise<void> {
+  await client.query('SET synchronous_commit = off');
+  const chunk = Math.max(1, Math.min(CHUNK, Math.floor((256 * 1024 * 1024) / Math.max(1, o.fillBytes))));
+  for (let lo = 1; lo <= o.count; lo += chunk) {
+    const hi = Math.min(o.count, lo + chunk - 1);
+    await client.query(
+      `WITH gen AS MATERIALIZED (
+         SELECT g, to_timestamp(($4::float8 - ($3::int - g) * $5::float8) / 1000) AS ts,
+                replace(gen_random_uuid()::text, '-', '') AS hex
+         FROM generate_series($1::int, $2::int) AS g
+       ), rows AS MATERIALIZED (
+         SELECT (lpad(to_hex(floor(extract(epoch FROM ts) * 1000)::bigint), 12, '0') || '7' || substr(hex, 14))::uuid AS id,
+                ts, jsonb_build_object('seq', g, 'fill', substr(repeat(md5(g::text), ceil($6::int / 32.0)::int), 1, $6::int)) AS payload
+         FROM gen
+       ), claimed AS (
+         INSERT INTO record_ids (id, "timestamp") SELECT id, ts FROM rows
+       )
+       INSERT INTO records (id, source, type, "timestamp", payload, received_at)
+       SELECT id, $7, 'bench.row', ts, payload, ts + interval '40 milliseconds' FROM rows`,
+      [lo, hi, o.count, o.endMs, o.spacingMs, o.fillBytes, o.source],
+    );
+    o.progress?.(hi);
+  }
+  await client.query('RESET synchronous_commit');
+  if (o.vacuum === false) return;
+  await client.query('VACUUM (ANALYZE) records');
+  await client.query('VACUUM (ANALYZE) record_ids');
+}

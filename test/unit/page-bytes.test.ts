@@ -1,11 +1,13 @@
 /**
  * `pageOf`, the byte bound of list pages and export chunks, and the rule by which PostgreSQL leaves rows out
  * (lib/db/record-repository.ts#listStatement: row n goes out when n <= 2 or the rows before it hold at most
- * maxBytes): the page a caller makes of what the store sent equals the page of every row.
+ * maxBytes): the page a caller makes of what the store sent equals the page of every row; and `readPage`, which
+ * asks for as many rows as the bound holds at its estimate of bytes per row, reads that same page whatever the
+ * estimate, without having the store build many rows it does not show when the estimate is right.
  */
 import { describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
-import { pageOf } from '#lib/records';
+import { type ListedRecord, type ListQuery, pageOf, readPage } from '#lib/records';
 
 interface Row {
   readonly n: number;
@@ -62,5 +64,73 @@ describe('pageOf', () => {
       }),
       { numRuns: 2_000 },
     );
+  });
+});
+
+/** A store over rows held newest first (positions are their index), leaving rows out as the SQL does. */
+function memoryStore(all: readonly number[]) {
+  const rows: ListedRecord[] = all.map((bytes, i) => ({
+    id: `00000000-0000-4000-8000-${String(all.length - i).padStart(12, '0')}`,
+    timestamp: new Date(Date.UTC(2026, 0, 1) + (all.length - i) * 1000).toISOString(),
+    json: '',
+    bytes,
+  }));
+  const stats = { queries: 0, built: 0 };
+  return {
+    rows,
+    stats,
+    async list(query: ListQuery): Promise<readonly ListedRecord[]> {
+      const start = query.after === undefined ? 0 : rows.findIndex((r) => r.id === query.after?.id) + 1;
+      const limited = rows.slice(start, start + query.limit);
+      stats.queries++;
+      stats.built += limited.length; // PostgreSQL builds the JSON of every row the LIMIT lets through
+      let before = 0;
+      return limited.filter((row, n) => {
+        const out = n < 2 || before <= (query.maxBytes ?? Number.MAX_SAFE_INTEGER);
+        before += row.bytes;
+        return out;
+      });
+    },
+  };
+}
+
+describe('readPage', () => {
+  it('reads the page pageOf makes of all rows, whatever its estimate of bytes per row', async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.integer({ min: 1, max: 3_000 }), { maxLength: 80 }),
+        fc.integer({ min: 1, max: 30 }),
+        fc.integer({ min: 1, max: 20_000 }),
+        fc.option(fc.integer({ min: 1, max: 10_000 }), { nil: undefined }),
+        fc.nat(10),
+        async (sizes, limit, maxBytes, estimate, skipped) => {
+          const store = memoryStore(sizes);
+          const skip = Math.min(skipped, sizes.length);
+          const after = store.rows[skip - 1];
+          const request = { filter: {}, after: after && { timestamp: after.timestamp, id: after.id }, limit, maxBytes };
+          const read = await readPage(store, request, estimate);
+          const expected = pageOf(store.rows.slice(skip, skip + limit + 1), limit, maxBytes);
+          expect({ shown: read.shown.map((r) => r.id), more: read.more }).toEqual({
+            shown: expected.shown.map((r) => r.id),
+            more: expected.more,
+          });
+          // Every query reads at least one row the page did not have yet: the loop ends.
+          expect(store.stats.queries).toBeLessThanOrEqual(limit + 1);
+        },
+      ),
+      { numRuns: 1_000 },
+    );
+  });
+
+  it('builds about the rows it shows once it knows the size of the rows, and all limit + 1 while it does not', async () => {
+    const store = memoryStore(Array.from({ length: 5_000 }, () => 61_600));
+    const request = { filter: {}, after: undefined, limit: 1_000, maxBytes: 4 * 1024 * 1024 };
+    const first = await readPage(store, request, undefined);
+    expect(first.shown).toHaveLength(68);
+    expect(store.stats).toEqual({ queries: 1, built: 1_001 });
+    const last = first.shown.at(-1);
+    const next = await readPage(store, { ...request, after: last }, first.bytesPerRow);
+    expect(next.shown).toHaveLength(68);
+    expect(store.stats).toEqual({ queries: 2, built: 1_001 + 70 });
   });
 });

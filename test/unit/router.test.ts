@@ -51,6 +51,7 @@ describe('createRouter', () => {
     expect(routesOf('ingest').map((r) => r.operationId)).toEqual(['ingestRecords', 'openApi']);
     expect(routesOf('query').map((r) => r.operationId)).toEqual([
       'listRecords',
+      'exportRecords',
       'getRecord',
       'openApi',
       'apiReference',
@@ -71,6 +72,9 @@ describe('createRouter', () => {
       params: { id: '0190a6e4-1c2b' },
     });
     expect(bodyOf(await queryRouter(event('GET', '/data/a%20b%2Fc%C3%A9'))).params).toEqual({ id: 'a b/cé' });
+    // The export's fixed path is tried before the id template it also matches.
+    expect(bodyOf(await queryRouter(event('GET', '/data/export')))).toEqual({ name: 'exportRecords', params: {} });
+    expect((await thrownBy(queryRouter(event('POST', '/data/export')))).allow).toEqual(['GET', 'HEAD']);
     expect(bodyOf(await ingestRouter(event('POST', '/data'))).name).toBe('ingestRecords');
   });
 
