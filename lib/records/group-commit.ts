@@ -118,8 +118,12 @@ export function createGroupCommitStore(
       }
       // Isolate the culprit: each request alone, one after another in this batch's slot, so the others still
       // commit and a failed batch never takes more connections than `concurrency`.
-      for (const request of live) {
-        if (stillWanted([request]).length === 0) continue;
+      for (const request of stillWanted(live)) {
+        // Given up while an earlier one was retried: answered with its reason, not written.
+        if (abandoned(request)) {
+          request.reject(request.guard?.signal?.reason);
+          continue;
+        }
         try {
           request.resolve([...(await inner.insert(request.records, request.guard))]);
         } catch (own) {

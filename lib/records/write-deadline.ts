@@ -47,15 +47,17 @@ export function writeDeadline(ms: number, clientGone?: AbortSignal): WriteDeadli
         };
         if (controller.signal.aborted) abandon();
         else controller.signal.addEventListener('abort', abandon, { once: true });
+        const settled = () => {
+          done();
+          controller.signal.removeEventListener('abort', abandon);
+        };
         write.then(
           (value) => {
-            done();
-            controller.signal.removeEventListener('abort', abandon);
+            settled();
             resolve(value);
           },
           (error: unknown) => {
-            done();
-            controller.signal.removeEventListener('abort', abandon);
+            settled();
             reject(error);
           },
         );
