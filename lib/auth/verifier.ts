@@ -2,7 +2,7 @@
  * Bearer tokens (RFC 6750) that are JWTs (RFC 7519) signed by the configured issuer: the one place a request's
  * `Authorization` header becomes a `Caller`, or a 401 with the RFC 6750 challenge.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { errors, jwtVerify } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { TokenAlgorithmName } from '#lib/config';
@@ -116,7 +116,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         );
       }
       if (cache === undefined) return (await verify(token)).caller;
-      const digest = createHash('sha256').update(token).digest('base64url');
+      // One-shot hash: no Hash object per request (the verified-token cache is on every request's path).
+      const digest = hash('sha256', token, 'base64url');
       const cached = cache.get(digest);
       if (cached !== undefined) return cached;
       const { caller, expiresAt } = await verify(token);

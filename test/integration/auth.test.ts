@@ -4,7 +4,9 @@
  */
 import { createHmac, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { Redis } from 'ioredis';
 import { exportJWK, generateKeyPair, importJWK, SignJWT } from 'jose';
+import { createRateLimiter } from '#lib/auth';
 import { newIssuerKey } from '../../scripts/local-issuer.ts';
 import { getJson, postJson, startTestApp, type TestApp, uniqueSource } from '../support/app.ts';
 import { type TestIssuer, testIssuer } from '../support/auth.ts';
@@ -346,6 +348,47 @@ describe('rate limit per caller', () => {
       expect(answers.filter((a) => a.status !== 404)).toEqual([]);
     } finally {
       await generous.close();
+    }
+  });
+
+  it("takes a busy caller's points in leases: few Redis round trips, never more admitted than the limit", async () => {
+    const redis = new Redis(String(process.env.REDIS_URL));
+    const evalCalls = async () => {
+      const stats = await redis.info('commandstats');
+      return [...stats.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    // Two processes' limiters over one Redis count, as two pods do.
+    const options = {
+      perSecond: 1000,
+      burst: 1000,
+      burstWindowSeconds: 10,
+      redis,
+      keyPrefix: `rl-test:${randomUUID()}:`,
+    };
+    const pods = [createRateLimiter(options), createRateLimiter(options)];
+    try {
+      const before = await evalCalls();
+      let admitted = 0;
+      let refused = 0;
+      const remaining: number[] = [];
+      for (let i = 0; i < 1100; i++) {
+        try {
+          const headers = await (pods[i % 2] as (typeof pods)[number]).take('busy');
+          admitted++;
+          remaining.push(Number(/;r=(\d+);/.exec(headers.ratelimit ?? '')?.[1]));
+        } catch {
+          refused++;
+        }
+      }
+      const calls = (await evalCalls()) - before;
+      // Leased but unused points are the only error: at most one lease (1000 / 20) per process, never an excess.
+      expect(admitted).toBeLessThanOrEqual(1000);
+      expect(admitted).toBeGreaterThanOrEqual(1000 - 2 * 50);
+      expect(refused).toBe(1100 - admitted);
+      expect(calls).toBeLessThan(1100 / 5);
+      expect(remaining.every((r) => r >= 0 && r <= 999)).toBe(true);
+    } finally {
+      redis.disconnect();
     }
   });
 });
