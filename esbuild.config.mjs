@@ -30,6 +30,27 @@ const UNUSED_DRIVERS = [
   'pg-cloudflare',
 ];
 
+// kafkajs checksums every record batch one byte at a time; the bundles use lib/events/crc32c.ts instead (same
+// value, eight bytes at a time; test/unit/crc32c.test.ts). kafkajs 2.2.4 is its last release, so the module
+// it requires stays where it is; if it moves, the build stops rather than silently keeping the slow one.
+const KAFKAJS_CRC32C = /[\\/]kafkajs[\\/]src[\\/]protocol[\\/]recordBatch[\\/]v0[\\/]index\.js$/;
+let crc32cSwaps = 0;
+const fastCrc32c = {
+  name: 'kafkajs-crc32c',
+  setup(b) {
+    b.onResolve({ filter: /^\.\.\/crc32C$/ }, (args) => {
+      if (!KAFKAJS_CRC32C.test(args.importer)) return undefined;
+      crc32cSwaps++;
+      return { path: 'crc32c', namespace: 'kafkajs-crc32c' };
+    });
+    b.onLoad({ filter: /.*/, namespace: 'kafkajs-crc32c' }, () => ({
+      contents: "module.exports = require('./lib/events/crc32c.ts').crc32c;",
+      resolveDir: import.meta.dirname,
+      loader: 'js',
+    }));
+  },
+};
+
 await mkdir('dist', { recursive: true });
 const sizes = {};
 for (const [name, entry] of Object.entries(ENTRIES)) {
@@ -47,6 +68,7 @@ for (const [name, entry] of Object.entries(ENTRIES)) {
     sourcemap: 'linked',
     legalComments: 'linked',
     metafile: true,
+    plugins: [fastCrc32c],
     external: UNUSED_DRIVERS,
     logLevel: 'warning',
     // CommonJS dependencies (knex, pg, pino) call require() for Node built-ins; give the ESM bundle one.
@@ -55,6 +77,11 @@ for (const [name, entry] of Object.entries(ENTRIES)) {
     },
   });
   await writeFile(`dist/${name}.meta.json`, JSON.stringify(result.metafile));
+  const bundlesKafkajs = Object.keys(result.metafile.inputs).some((input) => input.includes('node_modules/kafkajs/'));
+  if (bundlesKafkajs && crc32cSwaps === 0) {
+    throw new Error(`dist/${name}.mjs bundles kafkajs but its CRC-32C module was not swapped (esbuild.config.mjs)`);
+  }
+  crc32cSwaps = 0;
   sizes[name] = (await stat(`dist/${name}.mjs`)).size;
 }
 // The API page's renderer (lib/api/api-reference.ts): served from next to the bundle, never from a CDN.

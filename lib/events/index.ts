@@ -1,3 +1,4 @@
+export { crc32c } from './crc32c.ts';
 export {
   createKafkaClient,
   createKafkaPublisher,
@@ -14,6 +15,7 @@ export {
   type TopicState,
 } from './kafka-publisher.ts';
 export { createOutboxRelay, type OutboxRelay, type OutboxRelayOptions, type RelayStatus } from './outbox-relay.ts';
+export { murmur2, partitionOfKey } from './partitioner.ts';
 export {
   type ClaimLimits,
   type DeadLetter,

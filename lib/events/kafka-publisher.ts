@@ -5,12 +5,12 @@ import {
   type KafkaConfig as KafkaJsConfig,
   logLevel,
   type Message,
-  Partitioners,
   type PartitionMetadata,
   type Producer,
 } from 'kafkajs';
 import type { KafkaConfig } from '#lib/config';
 import type { Logger } from '#lib/observability';
+import { partitionOfKey } from './partitioner.ts';
 import {
   type EventMessage,
   type EventPublisher,
@@ -279,7 +279,11 @@ export function createKafkaPublisher({
       idempotent: true,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
-      createPartitioner: Partitioners.DefaultPartitioner,
+      // Every message carries the partition publish() chose (partitionOfKey, the Java client's choice).
+      createPartitioner:
+        () =>
+        ({ message, partitionMetadata }) =>
+          message.partition ?? partitionOfKey(message.key ?? '', partitionMetadata.length),
     });
   let producer = newProducer();
   /**
@@ -296,7 +300,6 @@ export function createKafkaPublisher({
     ready = undefined;
     void old.disconnect().catch(() => undefined);
   };
-  const partitioner = Partitioners.DefaultPartitioner();
   let ready: Promise<void> | undefined;
   let topic: { state: TopicState; at: number } | undefined;
   let batchLimitBytes = KAFKA_DEFAULT_MAX_MESSAGE_BYTES;
@@ -345,7 +348,7 @@ export function createKafkaPublisher({
       const { partitionMetadata } = state;
       const sized: SizedMessage[] = messages.map((message, index) => ({
         index,
-        partition: partitioner({ topic: config.topic, partitionMetadata, message: { key: message.key, value: null } }),
+        partition: partitionOfKey(message.key, partitionMetadata.length),
         bytes: recordSize(message),
       }));
       const plan = planProduce(sized, limit);
