@@ -93,7 +93,7 @@ export function createIngestApp(config: ServiceConfig, clients: IngestClients, l
         deadlineMs: config.groupCommit.deadlineMs,
       }),
       logger,
-      openApi: buildOpenApiDocument(config.records),
+      openApi: () => buildOpenApiDocument(config.records),
       gate,
       cors: config.cors,
     }),

@@ -24,7 +24,8 @@ import { type IngestService, idempotencyKeySchema } from '#lib/records';
 export interface IngestHandlerDeps {
   readonly ingest: IngestService;
   readonly logger: Logger;
-  readonly openApi: object;
+  /** The OpenAPI document, or how to build it on first request. */
+  readonly openApi: object | (() => object);
   readonly gate: AccessGate;
   /** CORS for these origins' pages; none by default. */
   readonly cors?: CorsOptions;

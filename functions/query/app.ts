@@ -80,7 +80,7 @@ export function createQueryApp(config: ServiceConfig, clients: QueryClients, log
         archive: config.archive && { dayOf: (id: string) => archivedDayOf(readDb, id) },
       }),
       logger,
-      openApi: buildOpenApiDocument(config.records),
+      openApi: () => buildOpenApiDocument(config.records),
       gate,
       cors: config.cors,
     }),

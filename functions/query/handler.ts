@@ -21,7 +21,8 @@ import type { QueryService } from '#lib/records';
 export interface QueryHandlerDeps {
   readonly query: QueryService;
   readonly logger: Logger;
-  readonly openApi: object;
+  /** The OpenAPI document, or how to build it on first request. */
+  readonly openApi: object | (() => object);
   readonly gate: AccessGate;
   /** CORS for these origins' pages; none by default. */
   readonly cors?: CorsOptions;

@@ -193,8 +193,10 @@ export function createRuntimeServer(options: RuntimeServerOptions): RuntimeServe
   }
 
   function send(res: ServerResponse, request: HttpRequest, response: HttpResponse): void {
-    const payload = typeof response.body === 'string' ? Buffer.from(response.body) : (response.body as Buffer);
-    res.writeHead(response.statusCode, headersOf(request, response, payload.length));
+    // A text body goes out as text: Node then writes the head and the body in one write, with no Buffer copy.
+    const payload = response.body as string | Buffer;
+    const length = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+    res.writeHead(response.statusCode, headersOf(request, response, length));
     res.end(request.method === 'HEAD' || NO_BODY_STATUS.has(response.statusCode) ? undefined : payload);
   }
 
