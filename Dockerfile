@@ -37,11 +37,15 @@ WORKDIR /app
 COPY --from=build /src/dist/ingest.mjs /src/dist/query.mjs /src/dist/relay.mjs /src/dist/migrate.mjs ./dist/
 # The API page's renderer (swagger-ui-dist's script, style sheet and licence), served by query at /docs.
 COPY --from=build /src/dist/docs/ ./dist/docs/
+# V8's code cache of the bundles, written by esbuild.config.mjs with the build stage's Node (the runtime's
+# version): a start skips compiling the bundle. A cache of another Node version is ignored, never wrong.
+COPY --from=build /src/dist/.compile-cache/ ./dist/.compile-cache/
 # distroless' nonroot user, numeric so that the kubelet can verify runAsNonRoot.
 USER 65532:65532
 # V8 sizes its young generation from the memory it sees (the node's, not the pod's 512Mi limit): 16 MB semi-spaces
 # kept ingest at ~208 MiB peak RSS under a POST load that reached ~281 MiB without it, at the same throughput.
 ENV NODE_OPTIONS=--max-semi-space-size=16
+ENV NODE_COMPILE_CACHE=/app/dist/.compile-cache NODE_COMPILE_CACHE_PORTABLE=1
 EXPOSE 8080
 # distroless' own entrypoint, stated here so that the manifests' `args` mean the same on any base with Node there.
 ENTRYPOINT ["/nodejs/bin/node"]

@@ -189,6 +189,10 @@ export async function runBench(spec: BenchSpec): Promise<void> {
         PATH: process.env.PATH,
         HOST: '127.0.0.1',
         NODE_OPTIONS: IMAGE_NODE_OPTIONS,
+        // As the image runs them (Dockerfile): with the bundles' code cache, when this build has one.
+        ...(existsSync(join(DIST, '.compile-cache'))
+          ? { NODE_COMPILE_CACHE: join(DIST, '.compile-cache'), NODE_COMPILE_CACHE_PORTABLE: '1' }
+          : {}),
         DATABASE_URL: url,
         REDIS_URL: settings.REDIS_URL,
         KAFKA_BROKERS: settings.KAFKA_BROKERS,

@@ -46,6 +46,8 @@ function bundleContext(): string {
   }
   // The API page's renderer, which query serves at /docs (the Dockerfile copies dist/docs/ whole).
   cpSync(join(DIST_DIR, 'docs'), join(target, 'docs'), { recursive: true });
+  // The bundles' code cache (esbuild.config.mjs), which the image points NODE_COMPILE_CACHE at.
+  cpSync(join(DIST_DIR, '.compile-cache'), join(target, '.compile-cache'), { recursive: true });
   return context;
 }
 
