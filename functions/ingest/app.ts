@@ -37,7 +37,10 @@ export interface IngestApp {
   /** The outbox relay running in this function, when it has a publisher and RELAY_ENABLED. */
   readonly relay: OutboxRelay | undefined;
   readonly cache: RedisRecordCache | undefined;
-  /** Keeps partitions ahead (the first run completes before it resolves) and starts the relay. */
+  /**
+   * Keeps partitions ahead (it waits for the missing days of the write window, a few seconds at most; retention
+   * runs after it in the background) and starts the relay.
+   */
   start(options?: { readonly maintenance?: boolean; readonly relay?: boolean }): Promise<void>;
   /** Stops what the app started (maintenance, relay, cache timers); the clients stay for main.ts to close. */
   close(): Promise<void>;
@@ -63,6 +66,9 @@ export function createIngestApp(config: ServiceConfig, clients: IngestClients, l
     db,
     idempotencyTtlHours: config.storage.idempotencyTtlHours,
     onCommitted: () => relay?.nudge(),
+    // Each is a day maintenance should have made: said, so that a stalled schedule is seen before it matters.
+    onPartitionCreated: (names) =>
+      logger.warn({ partitions: names }, 'a write found no partition for its day and created it'),
   });
   if (cache) writer = notifyingWrites(writer, cache);
   if (config.groupCommit.enabled) writer = createGroupCommitStore(writer, config.groupCommit, metrics.observeBatch);
@@ -104,8 +110,11 @@ export function createIngestApp(config: ServiceConfig, clients: IngestClients, l
     cache,
     async start(options = {}) {
       if (options.maintenance !== false) {
-        // Partitions must exist before the first write of each day; every pod keeps them ahead, serialised by a lock.
-        // Connected as ds_ingest (production) it may not: that is logged once and the CronJob does it (docs/security.md).
+        // Partitions should exist before the first write of each day; every pod keeps them ahead, serialised by a
+        // lock. The start waits for the write window's days only, and only so long (`firstRun` is bounded): a pod is
+        // not held unready by another pod's run or a slow database, and a write that finds no partition creates its
+        // day itself. Connected as ds_ingest (production) it may not maintain: that is logged once and the CronJob
+        // does it (docs/security.md).
         const scheduled = schedulePartitionMaintenance(db, partitionPlanFrom(config), logger);
         maintenance = scheduled;
         await scheduled.firstRun;

@@ -114,7 +114,10 @@ export const API_ROUTES = [
         description:
           'The body is neither application/json nor application/x-ndjson, or its Content-Encoding is not one of gzip, deflate, br, zstd.',
       },
-      422: { description: 'Validation failed (errors lists every field) or Idempotency-Key reused.' },
+      422: {
+        description:
+          "Validation failed (errors lists every field), Idempotency-Key reused, or a timestamp whose day the database does not store (timestamp-not-stored: outside the window by the database's clock; errors names /records/<i>/timestamp; do not retry).",
+      },
       429: RATE_LIMITED,
       503: UNAVAILABLE,
     },

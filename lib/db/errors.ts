@@ -3,7 +3,9 @@ import { SpanKind, withSpan } from '#lib/observability';
 
 // SQLSTATE classes and codes that mean "the database cannot serve right now", not "this request is wrong".
 const TRANSIENT_SQLSTATE_CLASSES = new Set(['08', '53', '57', '58']);
-const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '55P03', '23514']);
+// 23514 is not among them: a write that finds no partition for its day creates it and writes again
+// (record-repository.ts), and when it still fails, a retry would fail the same way.
+const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '55P03']);
 const NETWORK_CODES = new Set([
   'ECONNREFUSED',
   'ECONNRESET',
@@ -57,8 +59,8 @@ function safeMessage(error: Error, code: string | undefined): string {
 
 /**
  * Turns a failure of the database client into a `DependencyUnavailableError` (503 + Retry-After) when it is an
- * outage, overload, timeout or a missing partition, and into a `DatabaseFailure` (a 500, logged without
- * statement, bindings or values) otherwise.
+ * outage, overload or timeout, and into a `DatabaseFailure` (a 500, logged without statement, bindings or values)
+ * otherwise.
  */
 export function toDatabaseError(error: unknown): unknown {
   if (isAppError(error) || !(error instanceof Error)) return error;

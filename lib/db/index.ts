@@ -12,6 +12,7 @@ export { guardDatabase, toDatabaseError } from './errors.ts';
 export { migrateToLatest, rollbackAll } from './migrator.ts';
 export { createOutboxRepository } from './outbox-repository.ts';
 export {
+  createWindowPartitions,
   describeRetention,
   listPartitions,
   MaintenancePrivilegeError,

@@ -8,6 +8,7 @@ import * as contentDigest0006 from './migrations/0006-content-digest.ts';
 import * as roles0007 from './migrations/0007-roles.ts';
 import * as outboxDeadLetter0008 from './migrations/0008-outbox-dead-letter.ts';
 import * as archive0009 from './migrations/0009-archive.ts';
+import * as partitionOnDemand0010 from './migrations/0010-partition-on-demand.ts';
 
 interface Migration {
   up(db: Knex): Promise<void>;
@@ -26,6 +27,7 @@ const MIGRATIONS: ReadonlyArray<readonly [string, Migration]> = [
   ['0007-roles', roles0007],
   ['0008-outbox-dead-letter', outboxDeadLetter0008],
   ['0009-archive', archive0009],
+  ['0010-partition-on-demand', partitionOnDemand0010],
 ];
 
 const source: Knex.MigrationSource<readonly [string, Migration]> = {

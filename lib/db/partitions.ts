@@ -3,6 +3,7 @@ import type { Knex } from 'knex';
 const DAY_MS = 86_400_000;
 // One lock for every maintainer: pods start together, and creating a partition is not race-free.
 const MAINTENANCE_LOCK = 4_242_001;
+const MAINTENANCE_LOCK_TIMEOUT_MS = 10_000;
 
 export interface PartitionPlan {
   /** Oldest day that must accept writes (the validator's past window). */
@@ -82,83 +83,129 @@ const DELETE_BATCH = 10_000;
  * the retention cutoff from its own clock would let one skewed node create the wrong days or drop the wrong ones.
  */
 export async function maintainPartitions(db: Knex, plan: PartitionPlan, nowMs?: number): Promise<MaintenanceReport> {
+  return maintenanceSession(db, MAINTENANCE_LOCK_TIMEOUT_MS, async (q) => {
+    const timescale = await isHypertable(q);
+    const dropped: string[] = [];
+    const awaitingArchive: string[] = [];
+    let idsDeleted = 0;
+    const now = nowMs ?? (await databaseNow(q));
+    const today = startOfUtcDay(now);
+    // Never a day that may still take writes, whatever RETENTION_DAYS says (config refuses such a value; a plan
+    // built by hand must not get round it either): only days wholly before the oldest accepted timestamp.
+    const cutoff = Math.min(today - plan.retentionDays * DAY_MS, today - plan.pastDays * DAY_MS);
+    const existing = timescale ? [] : await partitionsOf(q);
+    const created = await createMissing(q, plan, today, timescale, new Set(existing));
+    if (!timescale) {
+      if (plan.retentionDays > 0) {
+        const droppable = plan.requireArchive ? await archivedPartitions(q) : undefined;
+        for (const name of existing) {
+          const day = dayOfPartition(name);
+          if (day === undefined || day + DAY_MS > cutoff) continue;
+          if (droppable !== undefined && !droppable.has(name)) {
+            awaitingArchive.push(name);
+            continue;
+          }
+          await detach(q, name);
+          await q(`DROP TABLE ${name}`);
+          dropped.push(name);
+        }
+      }
+    } else if (plan.retentionDays > 0 && !plan.requireArchive) {
+      // The archiver reads daily partitions; hypertable chunks are not archived, so with S3 nothing is dropped.
+      await q(`SELECT drop_chunks('records', older_than => make_interval(days => $1))`, [plan.retentionDays]);
+    }
+    // With an archive the registry keeps every id: a client id of an archived record stays a duplicate.
+    if (plan.retentionDays > 0 && !plan.requireArchive) {
+      idsDeleted = await deleteInBatches(
+        q,
+        // The time condition is repeated outside the subquery so that every batch's join reads through the BRIN
+        // index too, instead of scanning the whole registry once per batch (measured in docs/storage.md).
+        `DELETE FROM record_ids WHERE "timestamp" < $1
+           AND id IN (SELECT id FROM record_ids WHERE "timestamp" < $1 LIMIT ${DELETE_BATCH})`,
+        [new Date(cutoff).toISOString()],
+      );
+    }
+    const keysDeleted = await deleteInBatches(
+      q,
+      `DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) AND key IN (
+         SELECT key FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) LIMIT ${DELETE_BATCH})`,
+      [plan.idempotencyTtlHours],
+    );
+    return {
+      created,
+      dropped,
+      idempotencyKeysDeleted: keysDeleted,
+      registryRowsDeleted: idsDeleted,
+      timescale,
+      awaitingArchive,
+    };
+  });
+}
+
+/**
+ * Only the first step of `maintainPartitions`: the missing days of the write window (what the first writes need),
+ * under the same advisory lock, waiting for it at most `lockTimeoutMs`. No retention, no deletes: a pod's start
+ * waits for this step alone (`schedulePartitionMaintenance`).
+ */
+export async function createWindowPartitions(
+  db: Knex,
+  plan: PartitionPlan,
+  { nowMs, lockTimeoutMs = MAINTENANCE_LOCK_TIMEOUT_MS }: { nowMs?: number; lockTimeoutMs?: number } = {},
+): Promise<string[]> {
+  return maintenanceSession(db, lockTimeoutMs, async (q) => {
+    const timescale = await isHypertable(q);
+    const today = startOfUtcDay(nowMs ?? (await databaseNow(q)));
+    return createMissing(q, plan, today, timescale, new Set(timescale ? [] : await partitionsOf(q)));
+  });
+}
+
+/**
+ * Records the plan's window for `ds_ensure_record_partition` (migration 0010), then creates the window's missing
+ * days through `ds_create_record_partition`, the one definition of a daily partition (name, bounds, grants).
+ */
+async function createMissing(
+  q: SessionQuery,
+  plan: PartitionPlan,
+  today: number,
+  timescale: boolean,
+  existing: ReadonlySet<string>,
+): Promise<string[]> {
+  await q(
+    `INSERT INTO record_partition_window (past_days, ahead_days) VALUES ($1, $2)
+     ON CONFLICT (only_row) DO UPDATE SET past_days = excluded.past_days, ahead_days = excluded.ahead_days,
+       updated_at = now()
+     WHERE (record_partition_window.past_days, record_partition_window.ahead_days) IS DISTINCT FROM
+           (excluded.past_days, excluded.ahead_days)`,
+    [plan.pastDays, plan.aheadDays],
+  );
+  const created: string[] = [];
+  if (timescale) return created;
+  for (let day = today - (plan.pastDays + 1) * DAY_MS; day <= today + plan.aheadDays * DAY_MS; day += DAY_MS) {
+    if (existing.has(partitionName(day))) continue;
+    // Null when a write's on-demand creation (or another maintainer) made it meanwhile.
+    const { rows } = await q('SELECT ds_create_record_partition($1::date) AS name', [
+      new Date(day).toISOString().slice(0, 10),
+    ]);
+    const name = rows[0]?.name;
+    if (typeof name === 'string') created.push(name);
+  }
+  return created;
+}
+
+/**
+ * Runs `work` on a connection of its own, as the owner of `records`, holding the maintenance advisory lock, with
+ * every statement's lock wait (the advisory lock's too) bounded by `lockTimeoutMs`.
+ */
+async function maintenanceSession<T>(db: Knex, lockTimeoutMs: number, work: (q: SessionQuery) => Promise<T>) {
   const client = (await db.client.acquireConnection()) as SessionClient;
   const q: SessionQuery = (sql, params = []) => client.query(sql, params);
   let roleSet = false;
   try {
     roleSet = await actAsOwner(q);
-    await q(`SET lock_timeout = '10s'`);
+    await q(`SET lock_timeout = '${Math.max(1, Math.round(lockTimeoutMs))}ms'`);
     await q('SELECT pg_advisory_lock($1)', [MAINTENANCE_LOCK]);
     try {
-      const timescale = await isHypertable(q);
-      const created: string[] = [];
-      const dropped: string[] = [];
-      const awaitingArchive: string[] = [];
-      let idsDeleted = 0;
-      const now = nowMs ?? (await databaseNow(q));
-      const today = startOfUtcDay(now);
-      // Never a day that may still take writes, whatever RETENTION_DAYS says (config refuses such a value; a plan
-      // built by hand must not get round it either): only days wholly before the oldest accepted timestamp.
-      const cutoff = Math.min(today - plan.retentionDays * DAY_MS, today - plan.pastDays * DAY_MS);
-      if (!timescale) {
-        const existing = new Set(await partitionsOf(q));
-        for (let day = today - (plan.pastDays + 1) * DAY_MS; day <= today + plan.aheadDays * DAY_MS; day += DAY_MS) {
-          const name = partitionName(day);
-          if (existing.has(name)) continue;
-          // DDL takes no bind parameters; names and bounds are generated here, never taken from input.
-          await q(`CREATE TABLE IF NOT EXISTS ${name} (LIKE records INCLUDING DEFAULTS INCLUDING CONSTRAINTS)`);
-          await q(
-            `ALTER TABLE records ATTACH PARTITION ${name} FOR VALUES FROM ('${new Date(day).toISOString()}') TO ('${new Date(day + DAY_MS).toISOString()}')`,
-          );
-          created.push(name);
-        }
-        // New partitions get the parent's grants (migration 0007), so one queried by name is as open as its parent.
-        if (created.length > 0 && (await hasGrantCopier(q))) {
-          await q(`SELECT ds_copy_grants_to_partitions('records')`);
-        }
-        if (plan.retentionDays > 0) {
-          const droppable = plan.requireArchive ? await archivedPartitions(q) : undefined;
-          for (const name of existing) {
-            const day = dayOfPartition(name);
-            if (day === undefined || day + DAY_MS > cutoff) continue;
-            if (droppable !== undefined && !droppable.has(name)) {
-              awaitingArchive.push(name);
-              continue;
-            }
-            await detach(q, name);
-            await q(`DROP TABLE ${name}`);
-            dropped.push(name);
-          }
-        }
-      } else if (plan.retentionDays > 0 && !plan.requireArchive) {
-        // The archiver reads daily partitions; hypertable chunks are not archived, so with S3 nothing is dropped.
-        await q(`SELECT drop_chunks('records', older_than => make_interval(days => $1))`, [plan.retentionDays]);
-      }
-      // With an archive the registry keeps every id: a client id of an archived record stays a duplicate.
-      if (plan.retentionDays > 0 && !plan.requireArchive) {
-        idsDeleted = await deleteInBatches(
-          q,
-          // The time condition is repeated outside the subquery so that every batch's join reads through the BRIN
-          // index too, instead of scanning the whole registry once per batch (measured in docs/storage.md).
-          `DELETE FROM record_ids WHERE "timestamp" < $1
-             AND id IN (SELECT id FROM record_ids WHERE "timestamp" < $1 LIMIT ${DELETE_BATCH})`,
-          [new Date(cutoff).toISOString()],
-        );
-      }
-      const keysDeleted = await deleteInBatches(
-        q,
-        `DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) AND key IN (
-           SELECT key FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) LIMIT ${DELETE_BATCH})`,
-        [plan.idempotencyTtlHours],
-      );
-      return {
-        created,
-        dropped,
-        idempotencyKeysDeleted: keysDeleted,
-        registryRowsDeleted: idsDeleted,
-        timescale,
-        awaitingArchive,
-      };
+      return await work(q);
     } finally {
       await q('SELECT pg_advisory_unlock($1)', [MAINTENANCE_LOCK]);
     }
@@ -211,11 +258,6 @@ async function actAsOwner(q: SessionQuery): Promise<boolean> {
     throw error;
   }
   return true;
-}
-
-async function hasGrantCopier(q: SessionQuery): Promise<boolean> {
-  const { rows } = await q(`SELECT to_regprocedure('ds_copy_grants_to_partitions(regclass)') IS NOT NULL AS present`);
-  return rows[0]?.present === true;
 }
 
 /** Partitions whose archive is verified and which no restore holds: the only ones retention may drop with S3. */
@@ -287,15 +329,24 @@ async function isHypertable(q: SessionQuery): Promise<boolean> {
   return Boolean(rows[0]?.hyper);
 }
 /**
- * Runs `maintainPartitions` now and then every `intervalMs` in the background. A failure is logged and retried
- * after `retryMs`: a database that is down when the function starts must not leave it without partitions for an
- * hour, nor keep it from starting. A role without the privilege (ds_ingest) is logged once and the schedule ends.
+ * Keeps partitions ahead in the background: first only the missing days of the write window
+ * (`createWindowPartitions`, what the first writes need), then the whole `maintainPartitions` right after it and
+ * every `intervalMs`. `firstRun` resolves once that first step is done, or after `firstStepMs` whatever it is
+ * doing (waiting for another pod's run, a slow database): a start waits that long at most, and a write that still
+ * finds no partition creates its day itself (`ds_ensure_record_partition`). A failure is logged and the whole run
+ * retried after `retryMs`: a database that is down when the function starts must not leave it without partitions
+ * for an hour, nor keep it from starting. A role without the privilege (ds_ingest) is logged once and the
+ * schedule ends.
  */
 export function schedulePartitionMaintenance(
   db: Knex,
   plan: PartitionPlan,
   log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void },
-  { intervalMs = 3_600_000, retryMs = 15_000 }: { intervalMs?: number; retryMs?: number } = {},
+  {
+    intervalMs = 3_600_000,
+    retryMs = 15_000,
+    firstStepMs = 5_000,
+  }: { intervalMs?: number; retryMs?: number; firstStepMs?: number } = {},
 ): { stop(): void; firstRun: Promise<void> } {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
@@ -303,8 +354,25 @@ export function schedulePartitionMaintenance(
     { retention_days: plan.retentionDays, require_archive: plan.requireArchive === true },
     describeRetention(plan),
   );
+  const next = (delay: number): void => {
+    if (stopped) return;
+    timer = setTimeout(() => void run(), delay);
+    timer.unref();
+  };
+  const failed = (error: unknown): void => {
+    if (error instanceof MaintenancePrivilegeError) {
+      // Expected where the function runs as ds_ingest: the migrate job's schedule maintains partitions instead
+      // (knative/maintenance-cronjob.yaml). Said once, and no retry: retrying cannot grant a privilege.
+      log.warn(
+        { role: error.role, owner: error.owner },
+        `partition maintenance skipped in this process: ${error.message}`,
+      );
+      return;
+    }
+    log.warn({ err: error, retry_in_ms: retryMs }, 'partition maintenance failed; will retry');
+    next(retryMs);
+  };
   const run = async (): Promise<void> => {
-    let delay = intervalMs;
     try {
       const report = await maintainPartitions(db, plan);
       if (
@@ -313,29 +381,39 @@ export function schedulePartitionMaintenance(
       ) {
         log.info({ ...report }, 'partition maintenance');
       }
+      next(intervalMs);
     } catch (error) {
-      if (error instanceof MaintenancePrivilegeError) {
-        // Expected where the function runs as ds_ingest: the migrate job's schedule maintains partitions instead
-        // (knative/maintenance-cronjob.yaml). Said once, and no retry: retrying cannot grant a privilege.
-        log.warn(
-          { role: error.role, owner: error.owner },
-          `partition maintenance skipped in this process: ${error.message}`,
-        );
-        return;
-      }
-      log.warn({ err: error, retry_in_ms: retryMs }, 'partition maintenance failed; will retry');
-      delay = retryMs;
-    }
-    if (!stopped) {
-      timer = setTimeout(() => void run(), delay);
-      timer.unref();
+      failed(error);
     }
   };
+  const firstStep = (async () => {
+    try {
+      const created = await createWindowPartitions(db, plan, { lockTimeoutMs: firstStepMs });
+      if (created.length > 0) log.info({ created }, 'partitions of the write window created');
+      // Retention and the batched deletes may take long on a big registry: after the start, not before it.
+      next(0);
+    } catch (error) {
+      failed(error);
+    }
+  })();
+  const firstRun = new Promise<void>((resolve) => {
+    const bound = setTimeout(() => {
+      log.warn(
+        { after_ms: firstStepMs },
+        'partition maintenance still running at start; serving anyway (it goes on in the background, and a write for a missing day creates it)',
+      );
+      resolve();
+    }, firstStepMs);
+    void firstStep.finally(() => {
+      clearTimeout(bound);
+      resolve();
+    });
+  });
   return {
     stop: () => {
       stopped = true;
       clearTimeout(timer);
     },
-    firstRun: run(),
+    firstRun,
   };
 }

@@ -1,5 +1,5 @@
 import type { Knex } from 'knex';
-import { WriteAbandonedError } from '#lib/errors';
+import { TimestampNotStoredError, WriteAbandonedError } from '#lib/errors';
 import type {
   IdempotentWriteOutcome,
   IngestResult,
@@ -8,6 +8,7 @@ import type {
   NewRecord,
   RecordReader,
   RecordWriter,
+  WriteGuard,
   WriteResult,
 } from '#lib/records';
 import { guardDatabase } from './errors.ts';
@@ -18,6 +19,8 @@ export interface RecordRepositoryOptions {
   readonly db: Knex;
   /** Called after a write that created records has committed (wakes the outbox relay). */
   readonly onCommitted?: (createdIds: readonly string[]) => void;
+  /** Called when a write found no partition for a day and created it: maintenance is behind (worth a log). */
+  readonly onPartitionCreated?: (names: readonly string[]) => void;
   readonly idempotencyTtlHours: number;
 }
 
@@ -37,8 +40,47 @@ const INSERT_SQL = 'SELECT ds_insert_records(?::json) AS id';
 const FIND_BY_ID_SQL = 'SELECT record_source AS source, record_json AS json FROM ds_find_record_source($1)';
 
 /** PostgreSQL implementation of the domain's `RecordWriter`. */
-export function createRecordWriter({ db, idempotencyTtlHours, onCommitted }: RecordRepositoryOptions): RecordWriter {
+export function createRecordWriter({
+  db,
+  idempotencyTtlHours,
+  onCommitted,
+  onPartitionCreated,
+}: RecordRepositoryOptions): RecordWriter {
   const statements = createPreparedStatements(db);
+  /**
+   * `write`, and when it finds no partition for a day of `records`: that day created (`ds_ensure_record_partition`,
+   * migration 0010) and `write` once more. Before, it was a 503 on every retry until maintenance ran. A day
+   * PostgreSQL refuses (outside its write window) is a `TimestampNotStoredError` (422); a second miss is a plain
+   * database failure (500): retrying would not help, and it means something is wrong with the schema.
+   * The first attempt failed before its COMMIT, so `guard` was not asked yet and is asked once, by the second.
+   */
+  const withPartitions = async <T>(
+    records: readonly NewRecord[],
+    guard: WriteGuard | undefined,
+    write: () => Promise<T>,
+  ): Promise<T> => {
+    try {
+      return await write();
+    } catch (error) {
+      if (!isMissingPartition(error)) throw error;
+    }
+    const refused: string[] = [];
+    const created: string[] = [];
+    for (const day of [...new Set(records.map((r) => utcDayOf(r.timestamp)))].sort()) {
+      try {
+        const result = await db.raw('SELECT ds_ensure_record_partition(?::date) AS name', [day]);
+        const name = (result.rows as Array<{ name: string | null }>)[0]?.name;
+        if (typeof name === 'string') created.push(name);
+      } catch (error) {
+        if ((error as { code?: unknown }).code !== 'DS422') throw error;
+        refused.push(day);
+      }
+    }
+    if (created.length > 0) onPartitionCreated?.(created);
+    if (refused.length > 0) throw new TimestampNotStoredError(refused);
+    if (guard?.signal?.aborted) throw guard.signal.reason;
+    return write();
+  };
   const committed = (written: readonly WriteResult[]) => {
     const created = written.filter((w) => w.status === 'created').map((w) => w.id);
     if (created.length > 0) onCommitted?.(created);
@@ -60,10 +102,11 @@ export function createRecordWriter({ db, idempotencyTtlHours, onCommitted }: Rec
     insert: (records, guard) =>
       guardDatabase(async () => {
         const text = numbered(INSERT_SQL);
-        const result =
+        const result = await withPartitions(records, guard, () =>
           guard === undefined
-            ? await statements.run<{ id: string }>('insert-records', text, bindings(records))
-            : await statements.guarded<{ id: string }>('insert-records', text, bindings(records), guard);
+            ? statements.run<{ id: string }>('insert-records', text, bindings(records))
+            : statements.guarded<{ id: string }>('insert-records', text, bindings(records), guard),
+        );
         const written = resultOf(records, result.rows);
         committed(written);
         return written;
@@ -71,41 +114,58 @@ export function createRecordWriter({ db, idempotencyTtlHours, onCommitted }: Rec
 
     insertIdempotent: (records, claim, guard) =>
       guardDatabase(async () => {
-        const outcome = await db.transaction(async (trx): Promise<IdempotentWriteOutcome> => {
-          // A transaction-scoped try-lock tells "another request with this key is running" (409) apart from
-          // "it already finished" (replay) without blocking either.
-          const lock = await trx.raw('SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0)) AS locked', [
-            `idempotency:${claim.key}`,
-          ]);
-          if (!(lock.rows as Array<{ locked: boolean }>)[0]?.locked) return { kind: 'in-flight' };
-          const previous = await trx.raw(
-            `SELECT fingerprint, response FROM idempotency_keys
+        const outcome = await withPartitions(records, guard, () =>
+          db.transaction(async (trx): Promise<IdempotentWriteOutcome> => {
+            // A transaction-scoped try-lock tells "another request with this key is running" (409) apart from
+            // "it already finished" (replay) without blocking either.
+            const lock = await trx.raw('SELECT pg_try_advisory_xact_lock(hashtextextended(?, 0)) AS locked', [
+              `idempotency:${claim.key}`,
+            ]);
+            if (!(lock.rows as Array<{ locked: boolean }>)[0]?.locked) return { kind: 'in-flight' };
+            const previous = await trx.raw(
+              `SELECT fingerprint, response FROM idempotency_keys
              WHERE key = ? AND created_at > now() - make_interval(hours => ?)`,
-            [claim.key, idempotencyTtlHours],
-          );
-          const row = (previous.rows as Array<{ fingerprint: string; response: IngestResult }>)[0];
-          if (row !== undefined) {
-            return row.fingerprint === claim.fingerprint
-              ? { kind: 'replayed', result: row.response }
-              : { kind: 'fingerprint-mismatch' };
-          }
-          const inserted = await trx.raw(INSERT_SQL, bindings(records));
-          const result = claim.result(resultOf(records, inserted.rows as Array<{ id: string }>));
-          await trx.raw(
-            `INSERT INTO idempotency_keys (key, fingerprint, response) VALUES (?, ?, ?)
+              [claim.key, idempotencyTtlHours],
+            );
+            const row = (previous.rows as Array<{ fingerprint: string; response: IngestResult }>)[0];
+            if (row !== undefined) {
+              return row.fingerprint === claim.fingerprint
+                ? { kind: 'replayed', result: row.response }
+                : { kind: 'fingerprint-mismatch' };
+            }
+            const inserted = await trx.raw(INSERT_SQL, bindings(records));
+            const result = claim.result(resultOf(records, inserted.rows as Array<{ id: string }>));
+            await trx.raw(
+              `INSERT INTO idempotency_keys (key, fingerprint, response) VALUES (?, ?, ?)
              ON CONFLICT (key) DO UPDATE
                SET fingerprint = excluded.fingerprint, response = excluded.response, created_at = now()`,
-            [claim.key, claim.fingerprint, JSON.stringify(result)],
-          );
-          // The last moment the write may still be given up: knex commits as soon as this returns.
-          if (guard !== undefined && !guard.claimCommit()) throw new WriteAbandonedError('The write was given up');
-          return { kind: 'committed', result };
-        });
+              [claim.key, claim.fingerprint, JSON.stringify(result)],
+            );
+            // The last moment the write may still be given up: knex commits as soon as this returns.
+            if (guard !== undefined && !guard.claimCommit()) throw new WriteAbandonedError('The write was given up');
+            return { kind: 'committed', result };
+          }),
+        );
         if (outcome.kind === 'committed') committed(outcome.result.records);
         return outcome;
       }, 'insert records idempotent'),
   };
 }
+
+/**
+ * PostgreSQL's "no partition of relation records found for row" (SQLSTATE 23514, as a CHECK violation is too):
+ * told apart by the routine that raises it, which does not depend on the server's message language.
+ */
+function isMissingPartition(error: unknown): boolean {
+  const { code, routine, message } = error as { code?: unknown; routine?: unknown; message?: unknown };
+  return (
+    code === '23514' &&
+    (routine === 'ExecFindPartition' || /no partition of relation "records"/.test(String(message ?? '')))
+  );
+}
+
+/** The UTC day (`YYYY-MM-DD`) of an RFC 3339 instant, as the daily partitions cut them. */
+const utcDayOf = (timestamp: string): string => new Date(timestamp).toISOString().slice(0, 10);
 
 /** PostgreSQL implementation of the domain's `RecordReader`; `db` may be a read replica. */
 export function createRecordReader(db: Knex): RecordReader {

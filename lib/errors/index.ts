@@ -25,6 +25,7 @@ export type ErrorCode =
   | 'unauthorized'
   | 'forbidden'
   | 'id-conflict'
+  | 'timestamp-not-stored'
   | 'rate-limited'
   | 'record-archived'
   | 'route-not-found'
@@ -116,6 +117,25 @@ export class IdConflictError extends AppError {
     );
     this.name = 'IdConflictError';
     this.ids = ids;
+  }
+}
+
+/**
+ * Records whose UTC day has no partition and may not get one: the day is outside the write window as PostgreSQL's
+ * clock says (the validator judged by the pod's clock, which may be off). Final: the same request fails the same way.
+ */
+export class TimestampNotStoredError extends AppError {
+  /** The refused UTC days, `YYYY-MM-DD`. */
+  readonly days: readonly string[];
+
+  constructor(days: readonly string[], issues: readonly FieldIssue[] = []) {
+    super(
+      'timestamp-not-stored',
+      `No record of the day ${days.join(', ')} is stored here: it is outside the accepted time window by the database's clock; nothing was stored. Do not retry this timestamp.`,
+      { issues },
+    );
+    this.name = 'TimestampNotStoredError';
+    this.days = days;
   }
 }
 

@@ -34,6 +34,9 @@ const KINDS: Readonly<Record<ErrorCode, ProblemKind>> = {
   'payload-too-large': { status: 413, title: 'Payload too large' },
   'unsupported-media-type': { status: 415, title: 'Unsupported media type' },
   'validation-failed': { status: 422, title: 'Validation failed' },
+  // 422 like a timestamp the validator refuses: the request is well-formed and its content is what cannot be stored;
+  // not 503, which a client would retry forever (no retry makes that day storable).
+  'timestamp-not-stored': { status: 422, title: 'Timestamp outside the stored days' },
   'idempotency-key-reused': { status: 422, title: 'Idempotency-Key reused with another body' },
   overloaded: { status: 503, title: 'Overloaded' },
   'dependency-unavailable': { status: 503, title: 'Dependency unavailable' },

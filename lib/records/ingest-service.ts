@@ -1,4 +1,4 @@
-import { AppError, type FieldIssue, IdConflictError } from '#lib/errors';
+import { AppError, type FieldIssue, IdConflictError, TimestampNotStoredError } from '#lib/errors';
 import type { Caller, RecordWriter, WriteListener } from './ports.ts';
 import { isPlainObject, type RecordValidator } from './schema.ts';
 import type { IngestResult, NewRecord, WriteResult } from './types.ts';
@@ -39,8 +39,22 @@ export function createIngestService({ writer, validator, deadlineMs }: IngestSer
       try {
         return await store(validated, request);
       } catch (error) {
+        // The store names the ids or days; the client is told which of its records they are.
+        if (error instanceof TimestampNotStoredError) {
+          const refused = new Set(error.days);
+          const issues = validated.flatMap((record, index) =>
+            refused.has(new Date(record.timestamp).toISOString().slice(0, 10))
+              ? [
+                  {
+                    pointer: batch ? `/records/${index}/timestamp` : '/timestamp',
+                    detail: 'its day is outside the time window the database accepts',
+                  },
+                ]
+              : [],
+          );
+          throw new TimestampNotStoredError(error.days, issues);
+        }
         if (!(error instanceof IdConflictError)) throw error;
-        // The store names the ids; the client is told which of its records they are.
         const conflicting = new Set(error.ids);
         const issues = validated.flatMap((record, index) =>
           conflicting.has(record.id)

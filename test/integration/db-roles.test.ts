@@ -92,6 +92,8 @@ const DDL: ReadonlyArray<readonly [string, string]> = [
   ['TRUNCATE records', DENIED],
   ['DROP TABLE outbox', DENIED],
   [`SELECT ds_copy_grants_to_partitions('records')`, DENIED],
+  // Migration 0010: creating any day is the owner's; ds_ingest may only ask for a day of the write window.
+  [`SELECT ds_create_record_partition('2001-01-01')`, DENIED],
 ];
 
 const newRecord = (source: string, timestamp: string): NewRecord => ({
@@ -174,6 +176,7 @@ describe('the roles migration 0007 creates', () => {
         'ds_find_record(uuid): ds_query EXECUTE',
         'ds_find_record_source(uuid): ds_query EXECUTE',
         'ds_insert_records(json): ds_ingest EXECUTE',
+        'ds_ensure_record_partition(date): ds_ingest EXECUTE',
         'ds_record_digest(text,text,timestamp with time zone,jsonb): ds_ingest EXECUTE',
         'archive_days: ds_ingest SELECT',
         'archive_days: ds_query SELECT',

@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createRecordWriter, type Database } from '#lib/db';
-import { AppError, DependencyUnavailableError, WriteAbandonedError } from '#lib/errors';
+import { AppError, TimestampNotStoredError, WriteAbandonedError } from '#lib/errors';
 import { createGroupCommitStore, type NewRecord, type RecordWriter, writeDeadline } from '#lib/records';
 import { createTestDatabase } from '../support/database.ts';
 
@@ -100,11 +100,12 @@ describe('group commit', () => {
       maxQueuedRecords: 100_000,
     });
     const src = source();
-    // No partition exists in 2001: this request's INSERT fails, as a request the validator let through by mistake would.
+    // No partition exists in 2001, nor may one be made (outside the write window): this request's INSERT fails, as a
+    // request the validator let through by mistake would, with the final timestamp-not-stored.
     const doomed = store.insert([recordOf(src, randomUUID(), '2001-01-01T00:00:00Z')]);
     const fine = Array.from({ length: 5 }, () => recordOf(src));
     const others = fine.map((r) => store.insert([r]));
-    await expect(doomed).rejects.toBeInstanceOf(DependencyUnavailableError);
+    await expect(doomed).rejects.toBeInstanceOf(TimestampNotStoredError);
     expect((await Promise.all(others)).map((r) => r[0]?.status)).toEqual(Array(5).fill('created'));
     expect(await storedIds(src)).toEqual(new Set(fine.map((r) => r.id)));
   });

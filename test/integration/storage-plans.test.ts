@@ -37,7 +37,7 @@ interface PgConnection {
   readonly processID: number | null;
   query(...args: unknown[]): unknown;
 }
-type Send = (sql: string) => Promise<unknown>;
+type Send = (sql: string, values?: readonly unknown[]) => Promise<unknown>;
 
 let database: PrivateDatabase;
 let db: Database;
@@ -90,7 +90,7 @@ async function capture(
               values: [...((first as { values?: unknown[] }).values ?? [])],
             };
       seen.push(statement);
-      const send: Send = (sql) => original.call(connection, sql) as Promise<unknown>;
+      const send: Send = (sql, values) => original.call(connection, sql, values && [...values]) as Promise<unknown>;
       return hook?.(statement, send, connection.processID ?? 0) ?? original.apply(connection, args);
     };
     patched.push(connection);
@@ -262,10 +262,11 @@ describe('storage plans', () => {
     };
     const findings: Record<string, string> = {};
     const hook = (statement: Statement, send: Send, pid: number) => {
-      if (findings.attach === undefined && /^ALTER TABLE records ATTACH PARTITION /.test(statement.sql)) {
+      // ds_create_record_partition (migration 0010) creates the table and ATTACHes it in one transaction.
+      if (findings.attach === undefined && /^SELECT ds_create_record_partition\(/.test(statement.sql)) {
         return (async () => {
           await send('BEGIN');
-          const attached = await send(statement.sql);
+          const attached = await send(statement.sql, statement.values);
           findings.attach = await traffic();
           await send('COMMIT');
           return attached;

@@ -28,6 +28,7 @@ const STATUS: Readonly<Record<ErrorCode, number>> = {
   'payload-too-large': 413,
   'unsupported-media-type': 415,
   'validation-failed': 422,
+  'timestamp-not-stored': 422,
   'idempotency-key-reused': 422,
   overloaded: 503,
   'dependency-unavailable': 503,
