@@ -172,12 +172,18 @@ export function createReplicaLagProbe(options: ReplicaLagProbeOptions): ReplicaL
     }
   };
 
+  let pausedSeen = false;
   const loop = (): void => {
     probeOnce()
       .then(
         () => {
           if (failing) logger?.warn({}, 'replica lag probe recovered');
           failing = false;
+          // Paused replay is an operator's act (or a forgotten one) that no error reports: said once per pause.
+          const paused = tracker.paused() === true;
+          if (paused && !pausedSeen)
+            logger?.warn({}, 'replica replay is paused: its lag grows until pg_wal_replay_resume()');
+          pausedSeen = paused;
         },
         (error: unknown) => {
           // A probe cut short by shutdown (its pool destroyed) is no outage.
