@@ -127,6 +127,9 @@ const REPLICA_POSITION = `SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_
 /**
  * Probes the replica's lag every `intervalMs` (one statement on the primary, then one on the replica), starting
  * at once, so no request ever waits for it. Failures are logged once per outage and leave the bound growing.
+ * One probe at a time and no client-side timeout: a probe stuck on a frozen server holds one connection and starts
+ * no other (a timeout would abandon a connection per second to it), while the bound grows and lists move to the
+ * primary; it resumes when that statement ends.
  */
 export function createReplicaLagProbe(options: ReplicaLagProbeOptions): ReplicaLagProbe {
   const { primary, replica, logger } = options;
