@@ -101,7 +101,7 @@ export function parseLsn(text: string): bigint {
 export interface ReplicaLagProbe {
   /** Seconds a replica read now may trail the primary (see `LagTracker.boundSeconds`); undefined when not known. */
   boundSeconds(): number | undefined;
-  /** Whether the primary answered the last probe: lists may move to it only then. */
+  /** Whether the primary answered the last probe (and is not stuck on this one): lists may move to it only then. */
   primaryReachable(): boolean;
   /** Whether the replica's replay was paused at the last probe that reached it. */
   paused(): boolean | undefined;
@@ -136,18 +136,25 @@ export function createReplicaLagProbe(options: ReplicaLagProbeOptions): ReplicaL
   const intervalMs = options.intervalMs ?? 1_000;
   const tracker = createLagTracker();
   let primaryUp = true;
+  // When the statement on the primary in flight was sent: one that has not come back within a few intervals is
+  // a primary out of reach (frozen, or a connection dead without a reset), not one to send lists to.
+  let primaryAskedAt: number | undefined;
+  const stuckMs = 5 * intervalMs;
   let failing = false;
   let closed = false;
   let timer: NodeJS.Timeout | undefined;
 
   const probeOnce = async (): Promise<void> => {
     const at = performance.now();
+    primaryAskedAt = at;
     let position: { lsn: string; clock_ms: number } | undefined;
     try {
       position = (await primary.raw<{ rows: Array<{ lsn: string; clock_ms: number }> }>(PRIMARY_POSITION)).rows[0];
       primaryUp = true;
+      primaryAskedAt = undefined;
     } catch (error) {
       primaryUp = false;
+      primaryAskedAt = undefined;
       throw error;
     }
     if (position === undefined) return;
@@ -205,7 +212,8 @@ export function createReplicaLagProbe(options: ReplicaLagProbeOptions): ReplicaL
 
   return {
     boundSeconds: () => tracker.boundSeconds(performance.now()),
-    primaryReachable: () => primaryUp,
+    primaryReachable: () =>
+      primaryUp && (primaryAskedAt === undefined || performance.now() - primaryAskedAt < stuckMs),
     paused: () => tracker.paused(),
     close() {
       closed = true;

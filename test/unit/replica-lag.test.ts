@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
-import { createLagTracker, type LagSample, parseLsn } from '#lib/db';
+import { createLagTracker, createReplicaLagProbe, type Database, type LagSample, parseLsn } from '#lib/db';
 import { chooseListDatabase, primaryLists, type RecordReader, replicaLists } from '#lib/records';
 import { formatStaleness } from '../../functions/query/handler.ts';
 
@@ -149,6 +149,70 @@ describe('the lag tracker', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('the probe loop', () => {
+  // Stand-ins for the two pools with canned answers: what is tested is the loop's own bookkeeping (the SQL meets
+  // real servers in test/integration/read-replica.test.ts).
+  const answering = (rows: object[]): Database => ({ raw: async () => ({ rows }) }) as unknown as Database;
+  const hanging = { raw: () => new Promise(() => undefined) } as unknown as Database;
+  const failing = {
+    raw: async () => {
+      throw new Error('connect ECONNREFUSED');
+    },
+  } as unknown as Database;
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  const primaryRow = { lsn: '0/100', clock_ms: Date.now() };
+
+  it('bounds a caught-up replica by the age of its probes', async () => {
+    const probe = createReplicaLagProbe({
+      primary: answering([primaryRow]),
+      replica: answering([{ lsn: '0/100', replayed_ms: null, paused: false }]),
+      intervalMs: 20,
+    });
+    try {
+      await sleep(100);
+      expect(probe.boundSeconds()).toBeLessThan(1); // ~20 ms; generous for a loaded machine
+      expect(probe.primaryReachable()).toBe(true);
+      expect(probe.paused()).toBe(false);
+    } finally {
+      probe.close();
+    }
+  });
+
+  it('a primary that refuses, or does not answer within five intervals, is out of reach', async () => {
+    const refused = createReplicaLagProbe({ primary: failing, replica: answering([]), intervalMs: 20 });
+    const frozen = createReplicaLagProbe({ primary: hanging, replica: answering([]), intervalMs: 20 });
+    try {
+      expect(frozen.primaryReachable()).toBe(true); // just asked
+      await sleep(150);
+      expect(refused.primaryReachable()).toBe(false);
+      expect(frozen.primaryReachable()).toBe(false);
+      expect(refused.boundSeconds()).toBeUndefined();
+      expect(frozen.boundSeconds()).toBeUndefined();
+    } finally {
+      refused.close();
+      frozen.close();
+    }
+  });
+
+  it('a replica that stops answering leaves the bound growing from the last good probe', async () => {
+    let replica = answering([{ lsn: '0/100', replayed_ms: null, paused: false }]);
+    const probe = createReplicaLagProbe({
+      primary: answering([primaryRow]),
+      replica: { raw: (sql: string) => replica.raw(sql) } as unknown as Database,
+      intervalMs: 20,
+    });
+    try {
+      await sleep(60);
+      replica = failing;
+      await sleep(300);
+      expect(probe.boundSeconds()).toBeGreaterThan(0.25);
+      expect(probe.primaryReachable()).toBe(true);
+    } finally {
+      probe.close();
+    }
   });
 });
 
