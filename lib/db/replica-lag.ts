@@ -212,8 +212,7 @@ export function createReplicaLagProbe(options: ReplicaLagProbeOptions): ReplicaL
 
   return {
     boundSeconds: () => tracker.boundSeconds(performance.now()),
-    primaryReachable: () =>
-      primaryUp && (primaryAskedAt === undefined || performance.now() - primaryAskedAt < stuckMs),
+    primaryReachable: () => primaryUp && (primaryAskedAt === undefined || performance.now() - primaryAskedAt < stuckMs),
     paused: () => tracker.paused(),
     close() {
       closed = true;
