@@ -190,6 +190,13 @@ describe('lists over a replica say how stale they may be', () => {
       expect(Number(stale.staleness)).toBeGreaterThanOrEqual((askedAt - acknowledgedAt) / 1000);
       expect(await lagMetric(app)).toBeGreaterThanOrEqual((askedAt - acknowledgedAt) / 1000);
       expect(app.config.database.readMaxStalenessSeconds).toBe(30); // the default: still read from the replica
+      // The export reads the replica too, and says so before its first line.
+      const exported = await fetch(`${app.queryUrl}/data/export?source=${source}`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(exported.status).toBe(200);
+      expect(Number(exported.headers.get('data-staleness'))).toBeGreaterThanOrEqual((askedAt - acknowledgedAt) / 1000);
+      expect(await exported.text()).toBe('');
 
       await replica.query('SELECT pg_wal_replay_resume()');
       await caughtUp();
