@@ -16,15 +16,25 @@ import {
   withResponseTier,
 } from '#lib/cache';
 import type { ServiceConfig } from '#lib/config';
-import { archivedDayOf, createDatabaseProbe, createRecordReader, type Database, poolStats } from '#lib/db';
+import {
+  archivedDayOf,
+  createDatabaseProbe,
+  createRecordReader,
+  createReplicaLagProbe,
+  type Database,
+  poolStats,
+} from '#lib/db';
 import type { HttpHandler } from '#lib/http';
 import { createMetrics, type Logger, type Metrics } from '#lib/observability';
 import {
   createCursorCodec,
   createQueryService,
   documentFromStore,
+  type ListReads,
+  primaryLists,
   type RecordSource,
   readYourWrites,
+  replicaLists,
 } from '#lib/records';
 import { createQueryHandler } from './handler.ts';
 
@@ -50,9 +60,16 @@ export function createQueryApp(config: ServiceConfig, clients: QueryClients, log
   const metrics = createMetrics({ service: config.service, revision: config.revision });
   const cache =
     redis && createRecordCache({ redis, config: config.cache, keyPrefix: config.redis?.keyPrefix ?? '', logger });
-  // With a replica, a by-id miss is asked of the primary (read-your-writes after a 201); lists read the replica.
-  const reader =
-    readDb === db ? createRecordReader(db) : readYourWrites(createRecordReader(readDb), createRecordReader(db));
+  // With a replica, a by-id miss is asked of the primary (read-your-writes after a 201); lists read the replica
+  // while its lag, probed every second off the request path, stays within DATABASE_READ_MAX_STALENESS_SECONDS.
+  const primaryReader = createRecordReader(db);
+  const replicaReader = readDb === db ? undefined : createRecordReader(readDb);
+  const reader = replicaReader === undefined ? primaryReader : readYourWrites(replicaReader, primaryReader);
+  const lag = readDb === db ? undefined : createReplicaLagProbe({ primary: db, replica: readDb, logger });
+  const lists: ListReads =
+    replicaReader === undefined || lag === undefined
+      ? primaryLists(primaryReader)
+      : replicaLists(replicaReader, primaryReader, lag, config.database.readMaxStalenessSeconds);
 
   let records: RecordSource = documentFromStore(reader);
   if (cache) records = withRedisRecords(cache, records);
@@ -64,6 +81,7 @@ export function createQueryApp(config: ServiceConfig, clients: QueryClients, log
   const postgres = createDatabaseProbe(readDb);
   metrics.pool('primary', () => poolStats(db));
   if (readDb !== db) metrics.pool('replica', () => poolStats(readDb));
+  if (lag) metrics.replica(() => ({ lagSeconds: lag.boundSeconds(), listReads: lists.counts() }));
   metrics.dependency('postgres', postgres.up);
   if (cache) metrics.cache(cache.stats);
 
@@ -75,6 +93,7 @@ export function createQueryApp(config: ServiceConfig, clients: QueryClients, log
         // announced (it would be served as current until the next write): with a replica, pages are not cached.
         pages: cache && readDb === db ? redisPages(cache) : uncachedPages,
         reader,
+        lists,
         cursors: createCursorCodec(config.cursorSecret),
         maxPageBytes: config.list.maxBytes,
         archive: config.archive && { dayOf: (id: string) => archivedDayOf(readDb, id) },
@@ -90,6 +109,7 @@ export function createQueryApp(config: ServiceConfig, clients: QueryClients, log
     cache,
     tier,
     async close() {
+      lag?.close();
       cache?.close();
     },
   };

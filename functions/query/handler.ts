@@ -56,7 +56,11 @@ export function createQueryHandler(deps: QueryHandlerDeps): HttpHandler {
         },
         listRecords: async (request, caller) => {
           const page = await query.list(queryOf(request), caller);
-          const headers: Record<string, string> = { 'content-type': 'application/json', ...pageCaching };
+          const headers: Record<string, string> = {
+            'content-type': 'application/json',
+            ...pageCaching,
+            'data-staleness': formatStaleness(page.stalenessSeconds),
+          };
           if (page.nextCursor !== null) {
             const next = new URLSearchParams(request.rawQuery);
             next.set('cursor', page.nextCursor);
@@ -65,11 +69,18 @@ export function createQueryHandler(deps: QueryHandlerDeps): HttpHandler {
           return { statusCode: 200, headers, body: page.json };
         },
         // Streamed as it is read, never cached: a page of its own is what GET /data is for.
-        exportRecords: async (request, caller) => ({
-          statusCode: 200,
-          headers: { 'content-type': MEDIA_TYPES.ndjson, 'cache-control': 'no-store' },
-          body: await query.exportRecords(queryOf(request), caller, request.signal),
-        }),
+        exportRecords: async (request, caller) => {
+          const lines = await query.exportRecords(queryOf(request), caller, request.signal);
+          return {
+            statusCode: 200,
+            headers: {
+              'content-type': MEDIA_TYPES.ndjson,
+              'cache-control': 'no-store',
+              'data-staleness': formatStaleness(lines.stalenessSeconds),
+            },
+            body: lines,
+          };
+        },
         openApi: staticJson(openApi),
         apiReference: reference.page,
         apiReferenceAsset: reference.asset,
@@ -87,6 +98,16 @@ export function createQueryHandler(deps: QueryHandlerDeps): HttpHandler {
       .use(problemErrors(logger))
       .handler(router)
   );
+}
+
+/**
+ * The `Data-Staleness` value: an upper bound in seconds, rounded up to the millisecond so it never understates
+ * (`0`, `0.734`, `12.5`), or `unknown` when no bound is known (docs/api.md).
+ */
+export function formatStaleness(seconds: number | undefined): string {
+  if (seconds === undefined || !Number.isFinite(seconds)) return 'unknown';
+  // The epsilon keeps binary fractions (0.1 * 1000 = 100.00000000000001) from gaining a millisecond.
+  return String(Math.ceil(Math.max(0, seconds) * 1000 - 1e-9) / 1000);
 }
 
 /** RFC 9110 §13.1.2: weak comparison, a list of tags or `*`. */

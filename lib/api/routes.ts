@@ -83,6 +83,12 @@ const RATE_LIMITED: ResponseSpec = {
   },
 };
 
+// On every list page and export (docs/api.md, "How stale a list may be").
+const DATA_STALENESS = {
+  'Data-Staleness':
+    "Upper bound, in seconds (up to three decimals, rounded up), of how far the records may trail the primary database when answered: 0 when read from it, the read replica's lag bound when read from a replica, `unknown` when no bound is known. For an export, the bound when its first chunk was read.",
+};
+
 export const API_ROUTES = [
   {
     operationId: 'ingestRecords',
@@ -134,7 +140,7 @@ export const API_ROUTES = [
       200: {
         description: 'One page.',
         schema: recordPageSchema,
-        headers: { Link: 'rel="next" URL of the following page, absent on the last page.' },
+        headers: { Link: 'rel="next" URL of the following page, absent on the last page.', ...DATA_STALENESS },
       },
       400: { description: 'A bad query parameter or cursor.' },
       401: UNAUTHORIZED,
@@ -158,6 +164,7 @@ export const API_ROUTES = [
           'One Record a line, newest first on (timestamp, id), streamed (chunked, compressed when Accept-Encoding allows) for as long as it takes. A body that ends without its final chunk was cut: resume with `after=<timestamp>,<id>` of the last complete line. Not cached (Cache-Control: no-store).',
         schema: storedRecordSchema,
         mediaType: MEDIA_TYPES.ndjson,
+        headers: DATA_STALENESS,
       },
       400: { description: 'A bad query parameter.' },
       401: UNAUTHORIZED,

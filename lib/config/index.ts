@@ -67,6 +67,8 @@ const SETTINGS = {
     url: setting('DATABASE_URL', postgresUrl().required()),
     /** Optional read replica used by the query function. */
     readUrl: optional('DATABASE_READ_URL', postgresUrl()),
+    /** Lists and exports read the primary while the replica may trail it by more than this (docs/data-flow.md). */
+    readMaxStalenessSeconds: setting('DATABASE_READ_MAX_STALENESS_SECONDS', int(1, 86_400).default(30)),
     poolMax: setting('DATABASE_POOL_MAX', int(1, 1000).default(10)),
     connectTimeoutMs: setting('DATABASE_CONNECT_TIMEOUT_MS', int(100, 60_000).default(2_000)),
     statementTimeoutMs: setting('DATABASE_STATEMENT_TIMEOUT_MS', int(100, 600_000).default(10_000)),

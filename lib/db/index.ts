@@ -25,3 +25,11 @@ export {
 } from './partitions.ts';
 export { createPreparedStatements, type PreparedStatements } from './prepared.ts';
 export { createRecordReader, createRecordWriter, type RecordRepositoryOptions } from './record-repository.ts';
+export {
+  createLagTracker,
+  createReplicaLagProbe,
+  type LagSample,
+  type LagTracker,
+  parseLsn,
+  type ReplicaLagProbe,
+} from './replica-lag.ts';

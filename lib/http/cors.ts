@@ -31,6 +31,7 @@ const EXPOSED_HEADERS = [
   'location',
   'etag',
   'link',
+  'data-staleness',
   'x-request-id',
   'retry-after',
   'ratelimit',

@@ -20,6 +20,11 @@ export interface Metrics {
       backlogDays: number;
     }>,
   ): void;
+  /**
+   * Registers a read replica: its lag bound (+Inf while not known) and the lists and exports read from each
+   * database, read at scrape time.
+   */
+  replica(read: () => { lagSeconds: number | undefined; listReads: { primary: number; replica: number } }): void;
   /** Records one finished HTTP request (route is a template: bounded cardinality). */
   observeRequest(sample: { route: string; method: string; status: number; durationSeconds: number }): void;
   /** Registers a connection pool read at scrape time. */
@@ -263,6 +268,29 @@ export function createMetrics(labels: { service: string; revision: string }): Me
         collect() {
           this.reset();
           this.inc(read().errors);
+        },
+      });
+    },
+    replica(read) {
+      new Gauge({
+        name: `${PREFIX}replica_lag_seconds`,
+        help: 'Seconds a read of the replica may trail the primary now (the Data-Staleness of a list read from it); +Inf while not known.',
+        registers: [registry],
+        collect() {
+          // An unknown bound is an unbounded one: +Inf keeps "lag above N" alerts firing rather than going silent.
+          this.set(read().lagSeconds ?? Number.POSITIVE_INFINITY);
+        },
+      });
+      new Counter({
+        name: `${PREFIX}list_reads_total`,
+        help: 'Lists and exports by the database they read: replica, or primary while the replica lags beyond DATABASE_READ_MAX_STALENESS_SECONDS.',
+        labelNames: ['database'],
+        registers: [registry],
+        collect() {
+          const { primary, replica } = read().listReads;
+          this.reset();
+          this.inc({ database: 'primary' }, primary);
+          this.inc({ database: 'replica' }, replica);
         },
       });
     },

@@ -22,11 +22,21 @@ export type {
 export {
   createQueryService,
   documentFromStore,
+  type ExportStream,
   etagOf,
+  type ListedPage,
   type ListParameters,
   type QueryService,
 } from './query-service.ts';
-export { readYourWrites } from './read-your-writes.ts';
+export {
+  chooseListDatabase,
+  type ListReads,
+  type ListRoute,
+  primaryLists,
+  type ReplicaFreshness,
+  readYourWrites,
+  replicaLists,
+} from './read-your-writes.ts';
 export {
   createRecordValidator,
   DEFAULT_PAGE_LIMIT,

@@ -12,6 +12,7 @@ import type {
   RecordReader,
   RecordSource,
 } from './ports.ts';
+import { type ListReads, primaryLists } from './read-your-writes.ts';
 import { parseExportParameters, parseListParameters } from './schema.ts';
 import type { KeysetPosition, ListFilter } from './types.ts';
 
@@ -28,18 +29,33 @@ export interface QueryService {
    * One page, newest first, ready to send; `nextCursor` (bound to `caller`) is null on the last page. Throws
    * `forbidden` for a source `caller` may not read, and for no source unless it may read every source.
    */
-  list(
-    parameters: ListParameters,
-    caller: Caller,
-  ): Promise<PageDocument & { readonly filter: ListFilter; readonly limit: number }>;
+  list(parameters: ListParameters, caller: Caller): Promise<ListedPage>;
   /**
    * Every record of the filter (strictly after `after`), newest first, as NDJSON text: one record a line, in chunks
    * of at most `exportChunkRows` records and `maxPageBytes` bytes, each read by its own keyset query only when the
    * one before it has been taken (and one ahead, so the store and the consumer overlap). The parameters, the grant
    * and the first chunk are checked before it resolves, so those fail as answers, not mid-stream; a later failure
-   * rejects the iteration. No chunk is read after `signal` aborts (the client has gone).
+   * rejects the iteration. No chunk is read after `signal` aborts (the client has gone). Every chunk reads the
+   * database the first one read.
    */
-  exportRecords(parameters: ListParameters, caller: Caller, signal: AbortSignal): Promise<AsyncIterable<string>>;
+  exportRecords(parameters: ListParameters, caller: Caller, signal: AbortSignal): Promise<ExportStream>;
+}
+
+/** A page as `list` answers it. */
+export interface ListedPage extends PageDocument {
+  readonly filter: ListFilter;
+  readonly limit: number;
+  /**
+   * Seconds by which the page may trail the primary at the moment it is answered: 0 when it was read from the
+   * primary (or is a cached page its version check proved current), the replica's lag bound when read from the
+   * replica, undefined when that bound is not known.
+   */
+  readonly stalenessSeconds: number | undefined;
+}
+
+/** The export's lines, and how stale its first chunk may be (later chunks are read later; see docs/api.md). */
+export interface ExportStream extends AsyncIterable<string> {
+  readonly stalenessSeconds: number | undefined;
 }
 
 export interface QueryServiceDeps {
@@ -48,6 +64,8 @@ export interface QueryServiceDeps {
   /** The page cache chain; its `compute` is the store query. */
   readonly pages: PageSource;
   readonly reader: RecordReader;
+  /** Where lists and exports read (a replica or the primary); `reader` for all of them without it. */
+  readonly lists?: ListReads | undefined;
   readonly cursors: CursorCodec;
   /** With an S3 archive: a miss whose id belongs to an archived day says so (`record-archived`). */
   readonly archive?: ArchiveLocator | undefined;
@@ -77,12 +95,19 @@ export function documentFromStore(reader: RecordReader): RecordSource {
 /** The read side of the domain: parameter validation, keyset pagination and cursors over the read chains. */
 export function createQueryService(deps: QueryServiceDeps): QueryService {
   const { records, pages, reader, cursors, archive, maxPageBytes } = deps;
+  const lists = deps.lists ?? primaryLists(reader);
   const chunkRows = deps.exportChunkRows ?? EXPORT_CHUNK_ROWS;
   // The bytes per row the last page of a source had (`readPage`'s estimate), for a bounded number of sources.
   const rowBytes = new Map<string, number>();
-  const read = async (filter: ListFilter, limit: number, after: KeysetPosition | undefined, hint?: number) => {
+  const read = async (
+    from: RecordReader,
+    filter: ListFilter,
+    limit: number,
+    after: KeysetPosition | undefined,
+    hint?: number,
+  ) => {
     const scope = filter.source ?? '';
-    const page = await readPage(reader, { filter, after, limit, maxBytes: maxPageBytes }, hint ?? rowBytes.get(scope));
+    const page = await readPage(from, { filter, after, limit, maxBytes: maxPageBytes }, hint ?? rowBytes.get(scope));
     if (page.bytesPerRow !== undefined) {
       if (rowBytes.size >= ROW_BYTES_SOURCES && !rowBytes.has(scope)) rowBytes.clear();
       rowBytes.set(scope, page.bytesPerRow);
@@ -119,9 +144,13 @@ export function createQueryService(deps: QueryServiceDeps): QueryService {
       const { filter, limit, cursor } = parseListParameters(parameters);
       assertMayList(filter, caller);
       const after = cursor === undefined ? undefined : cursors.decode(cursor, filter, caller.id);
+      // Chosen before the page cache is asked, and its bound read after the answer is known. A cached page reports
+      // the route's figure, which is right only because pages are cached solely when lists read the primary (the
+      // page cache's version check is what makes them current; functions/query/app.ts).
+      const route = lists.route();
       // Pages hold cursors bound to their caller, so each caller has pages of its own.
       const page = await pages.get({ filter, limit, cursor, caller: caller.id }, async () => {
-        const { shown, more } = await read(filter, limit, after);
+        const { shown, more } = await read(route.reader, filter, limit, after);
         const last = shown.at(-1);
         const nextCursor =
           more && last !== undefined
@@ -131,27 +160,31 @@ export function createQueryService(deps: QueryServiceDeps): QueryService {
         const json = `{"records":[${shown.map((row) => row.json).join(',')}],"next_cursor":${JSON.stringify(nextCursor)}}`;
         return { json, nextCursor };
       });
-      return { ...page, filter, limit };
+      return { ...page, filter, limit, stalenessSeconds: route.stalenessSeconds() };
     },
 
     async exportRecords(parameters, caller, signal) {
       const { filter, after } = parseExportParameters(parameters);
       assertMayList(filter, caller);
-      const first = await read(filter, chunkRows, after);
-      return (async function* chunks(): AsyncGenerator<string> {
+      const route = lists.route();
+      const first = await read(route.reader, filter, chunkRows, after);
+      const stalenessSeconds = route.stalenessSeconds();
+      const chunks = (async function* chunks(): AsyncGenerator<string> {
         let chunk: PageRead = first;
         for (;;) {
           const last = chunk.shown.at(-1);
           if (last === undefined) return;
           // The next chunk is read while this one is written; its rejection is handled where it is awaited (or,
           // if the consumer has left by then, nowhere: the catch keeps it from being an unhandled rejection).
-          const next = chunk.more && !signal.aborted ? read(filter, chunkRows, last, chunk.bytesPerRow) : undefined;
+          const next =
+            chunk.more && !signal.aborted ? read(route.reader, filter, chunkRows, last, chunk.bytesPerRow) : undefined;
           next?.catch(() => undefined);
           yield `${chunk.shown.map((row) => row.json).join('\n')}\n`;
           if (next === undefined || signal.aborted) return;
           chunk = await next;
         }
       })();
+      return { stalenessSeconds, [Symbol.asyncIterator]: () => chunks };
     },
   };
 }

@@ -56,6 +56,7 @@ describe('CORS', () => {
         'location',
         'etag',
         'link',
+        'data-staleness',
         'x-request-id',
         'retry-after',
         'ratelimit',

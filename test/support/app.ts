@@ -16,7 +16,7 @@ import {
 } from '#lib/config';
 import { createDatabase, type Database, databaseNameOf } from '#lib/db';
 import { createKafkaPublisher, type OutboxRelay } from '#lib/events';
-import { createSilentLogger } from '#lib/observability';
+import { createSilentLogger, type Metrics } from '#lib/observability';
 import { createRuntimeServer, type RuntimeServer } from '#lib/runtime';
 import { createIngestApp } from '../../functions/ingest/app.ts';
 import { createQueryApp } from '../../functions/query/app.ts';
@@ -49,6 +49,8 @@ export interface TestApp {
   readonly kafkaConfig: KafkaConfig | undefined;
   /** The configuration both functions were built from. */
   readonly config: ServiceConfig;
+  /** The query function's metrics registry, as its /metrics serves it. */
+  readonly queryMetrics: Metrics;
   close(): Promise<void>;
 }
 
@@ -262,6 +264,7 @@ export async function startTestApp(options: TestAppOptions = {}): Promise<TestAp
     relay: ingestApp.relay,
     kafkaConfig: config.kafka,
     config,
+    queryMetrics: queryApp.metrics,
     async close() {
       await Promise.all([ingest.drain(5_000), query.drain(5_000)]);
       // As functions/*/main.ts: the apps first, then the clients.

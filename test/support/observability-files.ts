@@ -46,6 +46,7 @@ export async function exportedMetricTypes(): Promise<Map<string, MetricType>> {
   metrics.relay(() => ({ published: 1, errors: 0, deadLettered: 0 }));
   metrics.outbox(async () => ({ rows: 0, oldestAgeMs: 0, deadLetters: 0 }));
   metrics.rateLimited(() => 0);
+  metrics.replica(() => ({ lagSeconds: 0.5, listReads: { primary: 0, replica: 1 } }));
   metrics.archive(async () => ({ verifiedDays: 1, bytes: 1, lastSuccessAgeSeconds: 1, backlogDays: 0 }));
   metrics.observeRequest({ route: 'POST /data', method: 'POST', status: 201, durationSeconds: 0.01 });
   metrics.observeBatch(1, 1);
