@@ -10,7 +10,7 @@
  *   Knative metric;
  * - the max-scale recording rule equals `autoscaling.knative.dev/max-scale` in knative/base (promtool evaluates it);
  * - observability/kubernetes/prometheus-rule.yaml is the rule file wrapped in a PrometheusRule
- *   (`npm run observability:check -- --write` regenerates it);
+ *   (`OBSERVABILITY_WRITE=1 npm run observability:check` regenerates it);
  * - docs/observability.md documents every exported `data_service_*` metric with its type, and every alert.
  */
 import { spawnSync } from 'node:child_process';
@@ -227,7 +227,7 @@ describe('observability files', () => {
   it('observability/kubernetes/prometheus-rule.yaml is the rule file as a PrometheusRule', () => {
     const expected = prometheusRuleFor(readFileSync(MAIN_RULES, 'utf8'), rel(MAIN_RULES));
     if (process.env.OBSERVABILITY_WRITE === '1') writeFileSync(PROMETHEUS_RULE, expected);
-    // Out of date: npm run observability:check -- --write
+    // Out of date: OBSERVABILITY_WRITE=1 npm run observability:check
     expect(readFileSync(PROMETHEUS_RULE, 'utf8')).toBe(expected);
   });
 

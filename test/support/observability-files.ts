@@ -155,7 +155,7 @@ export function prometheusRuleFor(rulesText: string, source: string): string {
     .join('\n')
     .trimEnd();
   return [
-    `# GENERATED from ${source} by \`npm run observability:check -- --write\`: edit that file, not this one.`,
+    `# GENERATED from ${source} by \`OBSERVABILITY_WRITE=1 npm run observability:check\`: edit that file, not this one.`,
     '# The same rules for the Prometheus Operator (selected by the Prometheus in prometheus.yaml).',
     'apiVersion: monitoring.coreos.com/v1',
     'kind: PrometheusRule',
