@@ -37,7 +37,7 @@ WORKDIR /app
 COPY --from=build /src/dist/ingest.mjs /src/dist/query.mjs /src/dist/relay.mjs /src/dist/migrate.mjs ./dist/
 # The API page's renderer (swagger-ui-dist's script, style sheet and licence), served by query at /docs.
 COPY --from=build /src/dist/docs/ ./dist/docs/
-# V8's code cache of the bundles, written by esbuild.config.mjs with the build stage's Node (the runtime's
+# V8's code cache of the ingest and query bundles, written by esbuild.config.mjs with the build stage's Node (the runtime's
 # version): a start skips compiling the bundle. A cache of another Node version is ignored, never wrong.
 COPY --from=build /src/dist/.compile-cache/ ./dist/.compile-cache/
 # distroless' nonroot user, numeric so that the kubelet can verify runAsNonRoot.
