@@ -15,6 +15,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
+import { freePort } from '../processes.ts';
 import { DIST_DIR, log, median, run, sleep } from './common.ts';
 import {
   type Container,
@@ -25,7 +26,7 @@ import {
   podLimits,
   startContainer,
 } from './containers.ts';
-import { connectOutcome, fetchOnce, freePort, RawConnection, type Reply, requestText, splitRequest } from './http.ts';
+import { connectOutcome, fetchOnce, RawConnection, type Reply, requestText, splitRequest } from './http.ts';
 import { type LoadRun, runWrk } from './load.ts';
 
 /** queue-proxy closes upstream keep-alive connections idle this long; the function must keep them longer. */

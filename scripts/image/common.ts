@@ -1,13 +1,12 @@
-/**
- * What the image scripts share: paths, names, logging and running commands. Self-contained on purpose: the
- * image scripts must keep working while scripts/ and test/support/ are refactored around them.
- */
+/** What the image scripts share: paths, names, logging and running commands synchronously. */
 import { type SpawnSyncOptions, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ROOT } from '../processes.ts';
 
-export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export { isRoot, ROOT, sleep } from '../processes.ts';
+
 /** Debian packages, the assembled base and measurements: gitignored (.cache/). */
 export const CACHE_DIR = join(ROOT, '.cache', 'image');
 export const APT_CACHE_DIR = join(CACHE_DIR, 'apt');
@@ -17,8 +16,6 @@ export const DIST_DIR = join(ROOT, 'dist');
 export const IMAGE = 'localhost/data-service:local';
 /** The bundles the image ships, one entry point each. */
 export const BUNDLES = ['ingest', 'query', 'relay', 'migrate'] as const;
-
-export const isRoot = process.getuid?.() === 0;
 
 export const log = (message: string): void => {
   process.stderr.write(`[image] ${message}\n`);
@@ -55,8 +52,6 @@ export function run(cmd: string, args: readonly string[], options: SpawnSyncOpti
   }
   return result.stdout;
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise((done) => setTimeout(done, ms));
 
 export function median(values: readonly number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

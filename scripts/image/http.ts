@@ -4,7 +4,7 @@
  * (in flight at SIGTERM) or a connection left idle for minutes and then reused.
  */
 import { request } from 'node:http';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 
 export interface Reply {
   readonly status: number;
@@ -46,19 +46,6 @@ export function fetchOnce(
     req.on('timeout', () => req.destroy(new Error(`no answer from 127.0.0.1:${port}${path} in time`)));
     req.on('error', reject);
     req.end(options.body);
-  });
-}
-
-/** A TCP port that was free a moment ago on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => (port > 0 ? resolve(port) : reject(new Error('no free port'))));
-    });
   });
 }
 

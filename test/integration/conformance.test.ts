@@ -7,22 +7,20 @@
  */
 import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { Database } from '#lib/db';
+import { connectOutcome, RawConnection, requestText } from '../../scripts/image/http.ts';
 import { OPEN_BUNDLE_ENV } from '../support/auth.ts';
 import { createTestDatabase, testDatabaseUrl } from '../support/database.ts';
 import {
   bundlePath,
-  connectOutcome,
   freePort,
   ROOT,
   type SpawnedProcess,
   sleep,
   spawnNode,
   waitForReady,
-  withTimeout,
 } from '../support/processes.ts';
 
 /** queue-proxy closes upstream keep-alive connections idle this long; the app must keep them longer. */
@@ -85,92 +83,6 @@ async function startAsKnative(name: FunctionName): Promise<Started> {
   return { name, port, service, revision, proc, readyMs };
 }
 
-interface Response {
-  readonly status: number;
-  readonly headers: Record<string, string>;
-  readonly body: string;
-}
-
-/** One raw HTTP/1.1 connection: what is sent, and each response read off it in order (content-length framed). */
-class Connection {
-  readonly socket: Socket;
-  closedAt: number | undefined;
-  private buffer = Buffer.alloc(0);
-  private waiter: (() => void) | undefined;
-
-  private constructor(socket: Socket) {
-    this.socket = socket;
-    socket.on('data', (chunk: Buffer) => {
-      this.buffer = Buffer.concat([this.buffer, chunk]);
-      this.waiter?.();
-    });
-    socket.on('close', () => {
-      this.closedAt = performance.now();
-      this.waiter?.();
-    });
-    socket.on('error', () => undefined);
-  }
-
-  static open(port: number): Promise<Connection> {
-    return new Promise((resolve, reject) => {
-      const socket = connect(port, '127.0.0.1');
-      socket.once('connect', () => resolve(new Connection(socket)));
-      socket.once('error', reject);
-    });
-  }
-
-  write(text: string): void {
-    this.socket.write(text);
-  }
-
-  /** The next complete response on this connection. */
-  response(timeoutMs = 10_000): Promise<Response> {
-    return withTimeout(
-      new Promise<Response>((resolve, reject) => {
-        const check = () => {
-          const parsed = this.parse();
-          if (parsed) {
-            this.waiter = undefined;
-            resolve(parsed);
-          } else if (this.closedAt !== undefined) {
-            this.waiter = undefined;
-            reject(new Error(`connection closed before a complete response: ${this.buffer.toString('utf8')}`));
-          }
-        };
-        this.waiter = check;
-        check();
-      }),
-      timeoutMs,
-      () => `no complete response within ${timeoutMs} ms: ${this.buffer.toString('utf8')}`,
-    );
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-
-  private parse(): Response | undefined {
-    const end = this.buffer.indexOf('\r\n\r\n');
-    if (end === -1) return undefined;
-    const [statusLine = '', ...lines] = this.buffer.subarray(0, end).toString('latin1').split('\r\n');
-    const headers: Record<string, string> = {};
-    for (const line of lines) {
-      const colon = line.indexOf(':');
-      headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
-    }
-    const length = Number(headers['content-length'] ?? 0);
-    if (this.buffer.length < end + 4 + length) return undefined;
-    const body = this.buffer.subarray(end + 4, end + 4 + length).toString('utf8');
-    this.buffer = this.buffer.subarray(end + 4 + length);
-    return { status: Number(statusLine.split(' ')[1]), headers, body };
-  }
-}
-
-const requestText = (method: string, path: string, body?: string, contentType = 'application/json'): string =>
-  body === undefined
-    ? `${method} ${path} HTTP/1.1\r\nHost: localhost\r\n\r\n`
-    : `${method} ${path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${contentType}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
-
 const logLines = (proc: SpawnedProcess): Array<Record<string, unknown>> =>
   proc.stdoutLines().flatMap((line) => {
     try {
@@ -218,7 +130,7 @@ describe('Knative runtime contract of the bundles', () => {
       for (const line of logLines(started.proc)) {
         expect(line).toMatchObject({ service: started.service, revision: started.revision });
       }
-      const connection = await Connection.open(started.port);
+      const connection = await RawConnection.open(started.port);
       connection.write(requestText('GET', '/healthz'));
       expect((await connection.response()).status).toBe(200);
       connection.destroy();
@@ -228,8 +140,8 @@ describe('Knative runtime contract of the bundles', () => {
   it(`keeps an idle keep-alive connection open past queue-proxy's ${QUEUE_PROXY_IDLE_MS / 1000} s idle timeout`, async () => {
     const source = `conformance.idle.${RUN}`;
     const [ingestConnection, queryConnection] = await Promise.all([
-      Connection.open(ingest.port),
-      Connection.open(query.port),
+      RawConnection.open(ingest.port),
+      RawConnection.open(query.port),
     ]);
     try {
       for (const connection of [ingestConnection, queryConnection]) {
@@ -283,11 +195,11 @@ describe('Knative runtime contract of the bundles', () => {
         // IN_FLIGHT requests whose headers are in (each is in flight) but whose bodies are still arriving, and a
         // probe whose headers are not complete yet: it will be answered after SIGTERM.
         const requests = Array.from({ length: IN_FLIGHT }, partialRequests[started.name]);
-        const connections = await Promise.all(requests.map(() => Connection.open(started.port)));
+        const connections = await Promise.all(requests.map(() => RawConnection.open(started.port)));
         requests.forEach((request, i) => {
           connections[i]?.write(request.head);
         });
-        const probe = await Connection.open(started.port);
+        const probe = await RawConnection.open(started.port);
         probe.write('GET /readyz HTTP/1.1\r\nHost: localhost\r\n');
         await sleep(200);
 

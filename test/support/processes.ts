@@ -5,10 +5,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { connect } from 'node:net';
 import { resolve } from 'node:path';
 import { ROOT, waitForHttp } from '../../scripts/processes.ts';
 
+export { connectOutcome } from '../../scripts/image/http.ts';
 export { freePort, ROOT, sleep } from '../../scripts/processes.ts';
 export const DIST = resolve(ROOT, 'dist');
 
@@ -156,16 +156,4 @@ export async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, mes
   } finally {
     clearTimeout(timer);
   }
-}
-
-/** What a new TCP connection to a loopback port meets: 'connected', or the error code ('ECONNREFUSED'). */
-export function connectOutcome(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = connect(port, '127.0.0.1');
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve('connected');
-    });
-    socket.once('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? String(error)));
-  });
 }
