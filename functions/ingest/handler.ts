@@ -1,22 +1,16 @@
 import { createHash } from 'node:crypto';
-import middy from '@middy/core';
 import { API_ROUTES, bindRoutes, INGEST_BODY_FORMATS, staticJson } from '#lib/api';
 import type { AccessGate } from '#lib/auth';
 import { AppError } from '#lib/errors';
 import {
+  apiHandler,
   bodyFormatOf,
   type CorsOptions,
-  cors,
   createRouter,
-  type FunctionContext,
   type HttpHandler,
-  type HttpRequest,
-  type HttpResponse,
   header,
-  NO_CORS,
   parseJson,
   parseNdjson,
-  problemErrors,
 } from '#lib/http';
 import { currentTraceparent, type Logger } from '#lib/observability';
 import { type IngestService, idempotencyKeySchema } from '#lib/records';
@@ -80,12 +74,5 @@ export function createIngestHandler(deps: IngestHandlerDeps): HttpHandler {
     API_ROUTES,
   );
 
-  // No early-timeout timer per request: the server's request timeout already bounds every request.
-  return (
-    middy<HttpRequest, HttpResponse, Error, FunctionContext>({ timeoutEarlyInMillis: 0 })
-      // onError runs last-used first: the problem is rendered, then CORS decorates it like any answer.
-      .use(cors(deps.cors ?? NO_CORS))
-      .use(problemErrors(logger))
-      .handler(router)
-  );
+  return apiHandler(router, { logger, cors: deps.cors });
 }

@@ -1,20 +1,6 @@
-import middy from '@middy/core';
 import { API_ROUTES, apiReference, bindRoutes, staticJson } from '#lib/api';
 import type { AccessGate } from '#lib/auth';
-import {
-  type CorsOptions,
-  cors,
-  createRouter,
-  type FunctionContext,
-  type HttpHandler,
-  type HttpRequest,
-  type HttpResponse,
-  header,
-  MEDIA_TYPES,
-  NO_CORS,
-  problemErrors,
-  queryOf,
-} from '#lib/http';
+import { apiHandler, type CorsOptions, createRouter, type HttpHandler, header, MEDIA_TYPES, queryOf } from '#lib/http';
 import type { Logger } from '#lib/observability';
 import type { QueryService } from '#lib/records';
 
@@ -90,14 +76,7 @@ export function createQueryHandler(deps: QueryHandlerDeps): HttpHandler {
     API_ROUTES,
   );
 
-  // No early-timeout timer per request: the server's request timeout already bounds every request.
-  return (
-    middy<HttpRequest, HttpResponse, Error, FunctionContext>({ timeoutEarlyInMillis: 0 })
-      // onError runs last-used first: the problem is rendered, then CORS decorates it like any answer.
-      .use(cors(deps.cors ?? NO_CORS))
-      .use(problemErrors(logger))
-      .handler(router)
-  );
+  return apiHandler(router, { logger, cors: deps.cors });
 }
 
 /**

@@ -1,7 +1,7 @@
 export { responseCodingOf } from './accept-encoding.ts';
 export { type BodyFormat, bodyFormatOf, jsonBody, MEDIA_TYPES, parseJson, parseNdjson } from './body.ts';
 export { type CorsOptions, cors, NO_CORS } from './cors.ts';
-export { problemErrors } from './middlewares.ts';
+export { apiHandler, problemErrors } from './middlewares.ts';
 export {
   PROBLEM_TYPE_BASE,
   problemCatalogue,
