@@ -148,22 +148,11 @@ export function createMetrics(labels: { service: string; revision: string }): Me
       });
     },
     outbox(read) {
-      let last = { rows: 0, oldestAgeMs: 0, deadLetters: 0 };
-      let refreshed: { at: number; done: Promise<void> } | undefined;
       // The gauges are collected in parallel by one scrape; they share one query per second.
-      const refresh = (): Promise<void> => {
-        if (refreshed === undefined || Date.now() - refreshed.at > 1_000) {
-          refreshed = {
-            at: Date.now(),
-            done: read().then(
-              (value) => {
-                last = value;
-              },
-              () => undefined,
-            ),
-          };
-        }
-        return refreshed.done;
+      const figures = sharedRead(read, 1_000);
+      let last = { rows: 0, oldestAgeMs: 0, deadLetters: 0 };
+      const refresh = async () => {
+        last = (await figures()) ?? last;
       };
       new Gauge({
         name: `${PREFIX}outbox_backlog_rows`,
@@ -195,22 +184,11 @@ export function createMetrics(labels: { service: string; revision: string }): Me
     },
     archive(read) {
       type Figures = Awaited<ReturnType<typeof read>>;
-      let last: Figures | undefined;
-      let refreshed: { at: number; done: Promise<void> } | undefined;
       // Four gauges, one scrape, one read; the figures change once a day, so 10 s of staleness costs nothing.
-      const refresh = (): Promise<void> => {
-        if (refreshed === undefined || Date.now() - refreshed.at > 10_000) {
-          refreshed = {
-            at: Date.now(),
-            done: read().then(
-              (value) => {
-                last = value;
-              },
-              () => undefined,
-            ),
-          };
-        }
-        return refreshed.done;
+      const figures = sharedRead(read, 10_000);
+      let last: Figures | undefined;
+      const refresh = async () => {
+        last = (await figures()) ?? last;
       };
       const gauge = (name: string, help: string, pick: (f: Figures) => number | undefined) =>
         new Gauge({
@@ -305,5 +283,19 @@ export function createMetrics(labels: { service: string; revision: string }): Me
         },
       });
     },
+  };
+}
+
+/**
+ * `read`, shared by the gauges of one scrape and asked again only once `maxAgeMs` has passed: the figures of its
+ * last success, or undefined while it fails (the gauges keep what they had).
+ */
+function sharedRead<T>(read: () => Promise<T>, maxAgeMs: number): () => Promise<T | undefined> {
+  let latest: { at: number; value: Promise<T | undefined> } | undefined;
+  return () => {
+    if (latest === undefined || Date.now() - latest.at > maxAgeMs) {
+      latest = { at: Date.now(), value: read().catch(() => undefined) };
+    }
+    return latest.value;
   };
 }
