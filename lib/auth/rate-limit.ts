@@ -84,37 +84,57 @@ export function createRateLimiter(options: RateLimitOptions): RateLimiter {
   const maxLease = Math.max(1, Math.floor(perSecond / MAX_LEASE_DIVISOR));
   const leases = new LRUCache<string, Lease>({ max: MAX_LEASES });
 
+  // One refill per caller at a time: requests that arrive while it is in flight wait for the lease it brings, so
+  // a process holds at most one lease of a caller (what bounds the count's error), never one per waiting request.
+  const refills = new Map<string, Promise<unknown>>();
+
+  const refill = async (caller: string, last: Lease | undefined, now: number) => {
+    const size = nextLeaseSize(last, now, maxLease);
+    try {
+      const result = await limiters.consume(caller, size);
+      const at = Date.now();
+      const taken = {
+        left: size - 1,
+        size,
+        takenAt: at,
+        resetAt: at + result.msBeforeNext,
+        sharedLeft: Math.max(0, result.remainingPoints),
+      };
+      if (maxLease > 1) leases.set(caller, taken);
+      return fields(taken.sharedLeft + taken.left, result.msBeforeNext);
+    } catch (rejection) {
+      if (!(rejection instanceof RateLimiterRes)) throw rejection;
+      // Near the limit leases shrink back to single points, so the count is exact again where it matters.
+      leases.delete(caller);
+      limited++;
+      const retryAfterSeconds = Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));
+      throw new AppError('rate-limited', `Too many requests from this caller; retry in ${retryAfterSeconds} s.`, {
+        retryAfterSeconds,
+        headers: fields(0, rejection.msBeforeNext),
+      });
+    }
+  };
+
   return {
     async take(caller) {
-      let now = Date.now();
-      const lease = leases.get(caller);
-      if (lease !== undefined && lease.left > 0 && now < lease.resetAt) {
-        lease.left--;
-        return fields(lease.sharedLeft + lease.left, lease.resetAt - now);
-      }
-      const size = nextLeaseSize(lease, now, maxLease);
-      try {
-        const result = await limiters.consume(caller, size);
-        now = Date.now();
-        const taken = {
-          left: size - 1,
-          size,
-          takenAt: now,
-          resetAt: now + result.msBeforeNext,
-          sharedLeft: Math.max(0, result.remainingPoints),
-        };
-        leases.set(caller, taken);
-        return fields(taken.sharedLeft + taken.left, result.msBeforeNext);
-      } catch (rejection) {
-        if (!(rejection instanceof RateLimiterRes)) throw rejection;
-        // Near the limit leases shrink back to single points, so the count is exact again where it matters.
-        leases.delete(caller);
-        limited++;
-        const retryAfterSeconds = Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));
-        throw new AppError('rate-limited', `Too many requests from this caller; retry in ${retryAfterSeconds} s.`, {
-          retryAfterSeconds,
-          headers: fields(0, rejection.msBeforeNext),
-        });
+      // Single points (a limit under 2 × MAX_LEASE_DIVISOR): nothing to share, every request counts on its own.
+      if (maxLease === 1) return refill(caller, undefined, Date.now());
+      for (;;) {
+        const now = Date.now();
+        const lease = leases.get(caller);
+        if (lease !== undefined && lease.left > 0 && now < lease.resetAt) {
+          lease.left--;
+          return fields(lease.sharedLeft + lease.left, lease.resetAt - now);
+        }
+        const pending = refills.get(caller);
+        if (pending === undefined) {
+          const taken = refill(caller, lease, now);
+          const settled = taken.catch(() => undefined);
+          refills.set(caller, settled);
+          void settled.then(() => refills.delete(caller));
+          return taken;
+        }
+        await pending;
       }
     },
     limited: () => limited,

@@ -391,4 +391,32 @@ describe('rate limit per caller', () => {
       redis.disconnect();
     }
   });
+
+  it('refills one lease at a time for a caller: a burst of 200 at once costs a few round trips, none refused', async () => {
+    const redis = new Redis(String(process.env.REDIS_URL));
+    const evalCalls = async () => {
+      const stats = await redis.info('commandstats');
+      return [...stats.matchAll(/^cmdstat_(?:evalsha|eval):calls=(\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    const limiter = createRateLimiter({
+      perSecond: 1000,
+      burst: 2000,
+      burstWindowSeconds: 10,
+      redis,
+      keyPrefix: `rl-test:${randomUUID()}:`,
+    });
+    try {
+      // Warm: the caller's first lease is one point, its next ones sized by its rate.
+      for (let i = 0; i < 20; i++) await limiter.take('burst');
+      const before = await evalCalls();
+      const answers = await Promise.allSettled(Array.from({ length: 200 }, () => limiter.take('burst')));
+      const calls = (await evalCalls()) - before;
+      expect(answers.filter((a) => a.status === 'rejected')).toEqual([]);
+      // One refill in flight at a time, each at most 50 points: at least 4, and far fewer than one per request.
+      expect(calls).toBeGreaterThanOrEqual(4);
+      expect(calls).toBeLessThanOrEqual(20);
+    } finally {
+      redis.disconnect();
+    }
+  });
 });
