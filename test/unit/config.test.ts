@@ -191,6 +191,30 @@ describe('loadConfig', () => {
     expect(config).not.toHaveProperty('PATH');
   });
 
+  it('takes URLs as the clients parse them, and only with their own schemes', () => {
+    expect(
+      problemsOf({
+        ...ISSUER,
+        DATABASE_URL: 'mysql://app@db/data',
+        REDIS_URL: 'http://cache:6379',
+        AUTH_JWKS_URL: 'not a url',
+        OTEL_EXPORTER_OTLP_ENDPOINT: 'ftp://collector',
+      }),
+    ).toEqual([
+      'DATABASE_URL must be a valid uri with a scheme matching the postgres|postgresql pattern',
+      'AUTH_JWKS_URL must be a valid uri',
+      'REDIS_URL must be a valid uri with a scheme matching the redis|rediss pattern',
+      'OTEL_EXPORTER_OTLP_ENDPOINT must be a valid uri with a scheme matching the http|https pattern',
+    ]);
+    const config = loadConfig({
+      ...ISSUER,
+      DATABASE_URL: 'postgresql://u:p%40ss@[::1]:5432/d',
+      REDIS_URL: 'rediss://r',
+    });
+    expect(config.database.url).toBe('postgresql://u:p%40ss@[::1]:5432/d');
+    expect(config.redis?.url).toBe('rediss://r');
+  });
+
   it('reads Redis Cluster seeds with AUTH and TLS, and refuses a user without a password', () => {
     const config = loadConfig({
       ...ISSUER,
