@@ -12,9 +12,10 @@
 import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { createObjectStore, type ObjectStore } from '#lib/archive';
-import { createDatabase, type Database, listPartitions, maintainPartitions, partitionName } from '#lib/db';
+import { type Database, listPartitions, maintainPartitions, partitionName } from '#lib/db';
 import { run, waitFor } from '../../scripts/processes.ts';
 import { DAY, startOfDay, testArchiveConfig, writeDay } from '../support/archive.ts';
+import { databaseAt } from '../support/database.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
 import { ROOT, spawnNode } from '../support/processes.ts';
 import { restoreServices, services } from './support.ts';
@@ -31,13 +32,7 @@ let store: ObjectStore;
 
 beforeAll(async () => {
   database = await createPrivateDatabase('archivefault');
-  db = createDatabase({
-    url: database.url,
-    poolMax: 4,
-    connectTimeoutMs: 2_000,
-    statementTimeoutMs: 120_000,
-    applicationName: 'tests',
-  });
+  db = databaseAt(database.url, { poolMax: 4, statementTimeoutMs: 120_000 });
   await maintainPartitions(db, { pastDays: 45, aheadDays: 1, retentionDays: 0, idempotencyTtlHours: 24 }, NOW);
   store = createObjectStore(config);
 }, 60_000);

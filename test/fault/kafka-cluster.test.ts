@@ -8,9 +8,9 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, expect, it } from '@jest/globals';
 import { ConfigResourceTypes, Kafka, logLevel } from 'kafkajs';
-import { createDatabase } from '#lib/db';
 import { rssMiB, sleep } from '../../scripts/processes.ts';
 import { kafkaCluster } from '../../scripts/services/kafka.ts';
+import { databaseAt } from '../support/database.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
 import type { SpawnedProcess } from '../support/processes.ts';
 import {
@@ -131,13 +131,7 @@ it('c. acks=all with min.insync.replicas=2: losing one of three brokers under lo
     const loadSeconds = (performance.now() - loadStarted) / 1000;
 
     // The relay first: an empty outbox means every event was acknowledged by two replicas (or is still to come).
-    const db = createDatabase({
-      url: database.url,
-      poolMax: 1,
-      connectTimeoutMs: 2_000,
-      statementTimeoutMs: 10_000,
-      applicationName: 'fault-tests',
-    });
+    const db = databaseAt(database.url, { poolMax: 1, applicationName: 'fault-tests' });
     let outboxLeft = Number.NaN;
     const drainStarted = performance.now();
     try {

@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, expect, it } from '@jest/globals';
-import { createDatabase } from '#lib/db';
+import { databaseAt } from '../support/database.ts';
 import { createPrivateDatabase } from '../support/private-database.ts';
 import type { SpawnedProcess } from '../support/processes.ts';
 import {
@@ -190,13 +190,7 @@ it('b. Kafka stopped under 40 batches of 1,000 records and one oversize event: t
     // Exactly the acknowledged events: no duplicates, and not the oversize one.
     expect(delivered.messages).toBe(ids.length);
 
-    const db = createDatabase({
-      url: database.url,
-      poolMax: 1,
-      connectTimeoutMs: 2_000,
-      statementTimeoutMs: 10_000,
-      applicationName: 'fault-tests',
-    });
+    const db = databaseAt(database.url, { poolMax: 1, applicationName: 'fault-tests' });
     try {
       await eventually('the outbox to empty', 10_000, async () => {
         const left = await db.raw('SELECT count(*)::int AS n FROM outbox');

@@ -13,7 +13,6 @@ import { archiveDay, createObjectStore, type Manifest, type ObjectStore, restore
 import {
   archivedDayOf,
   archiveStatus,
-  createDatabase,
   createRecordReader,
   createRecordWriter,
   type Database,
@@ -33,6 +32,7 @@ import {
   testArchiveConfig,
   writeDay,
 } from '../support/archive.ts';
+import { databaseAt } from '../support/database.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
 import { bundlePath } from '../support/processes.ts';
 
@@ -46,13 +46,7 @@ let store: ObjectStore;
 
 beforeAll(async () => {
   database = await createPrivateDatabase('archive');
-  db = createDatabase({
-    url: database.url,
-    poolMax: 6,
-    connectTimeoutMs: 2_000,
-    statementTimeoutMs: 60_000,
-    applicationName: 'tests',
-  });
+  db = databaseAt(database.url, { poolMax: 6, statementTimeoutMs: 60_000 });
   await maintainPartitions(db, { pastDays: 45, aheadDays: 1, retentionDays: 0, idempotencyTtlHours: 24 }, NOW);
   store = createObjectStore(config);
 }, 60_000);

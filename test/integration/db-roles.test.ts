@@ -7,7 +7,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import {
-  createDatabase,
   createOutboxRepository,
   createRecordReader,
   createRecordWriter,
@@ -20,7 +19,7 @@ import {
 } from '#lib/db';
 import type { NewRecord } from '#lib/records';
 import { getJson, postJson, startTestApp, type TestApp, uniqueSource } from '../support/app.ts';
-import { createTestDatabase, testDatabaseUrl } from '../support/database.ts';
+import { createTestDatabase, databaseAt, testDatabaseUrl } from '../support/database.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
 
 const DAY = 86_400_000;
@@ -52,13 +51,7 @@ function urlOf(user: User): string {
 function as(user: User): Database {
   let db = pools.get(user);
   if (db === undefined) {
-    db = createDatabase({
-      url: urlOf(user),
-      poolMax: 2,
-      connectTimeoutMs: 2_000,
-      statementTimeoutMs: 10_000,
-      applicationName: `tests:${user}`,
-    });
+    db = databaseAt(urlOf(user), { applicationName: `tests:${user}` });
     pools.set(user, db);
   }
   return db;
@@ -107,13 +100,7 @@ const newRecord = (source: string, timestamp: string): NewRecord => ({
 
 beforeAll(async () => {
   database = await createPrivateDatabase('roles');
-  admin = createDatabase({
-    url: database.url,
-    poolMax: 2,
-    connectTimeoutMs: 2_000,
-    statementTimeoutMs: 30_000,
-    applicationName: 'tests',
-  });
+  admin = databaseAt(database.url, { statementTimeoutMs: 30_000 });
   // Exactly the operator's statement from docs/security.md.
   for (const { name, roles } of Object.values(USERS)) {
     await admin.raw(`CREATE ROLE ${name} LOGIN PASSWORD 'not-checked-on-loopback' IN ROLE ${roles.join(', ')}`);
@@ -417,13 +404,7 @@ describe('partition maintenance', () => {
     expect(await migrateToLatest(as('migrate'))).toEqual([]);
     // docs/security.md: ALTER ROLE … SET role makes what a later migration creates ds_migrate's too.
     await admin.raw(`ALTER ROLE ${USERS.migrate.name} SET role = 'ds_migrate'`);
-    const fresh = createDatabase({
-      url: urlOf('migrate'),
-      poolMax: 1,
-      connectTimeoutMs: 2_000,
-      statementTimeoutMs: 10_000,
-      applicationName: 'tests:migrate',
-    });
+    const fresh = databaseAt(urlOf('migrate'), { poolMax: 1, applicationName: 'tests:migrate' });
     try {
       const who = await fresh.raw('SELECT current_user AS me, session_user AS login');
       expect(who.rows).toEqual([{ me: 'ds_migrate', login: USERS.migrate.name }]);
@@ -459,13 +440,7 @@ describe('a non-superuser admin (as RDS gives one: CREATEROLE, owner of the data
     url.pathname = `/${name}`;
     url.username = adminName;
     url.password = 'not-checked-on-loopback';
-    const db = createDatabase({
-      url: url.href,
-      poolMax: 1,
-      connectTimeoutMs: 2_000,
-      statementTimeoutMs: 30_000,
-      applicationName: 'tests:rds-admin',
-    });
+    const db = databaseAt(url.href, { poolMax: 1, statementTimeoutMs: 30_000, applicationName: 'tests:rds-admin' });
     try {
       expect(await migrateToLatest(db)).toContain('0007-roles');
       expect((await maintainPartitions(db, PLAN)).created.length).toBeGreaterThan(0);

@@ -9,14 +9,14 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
-import { createDatabase, type Database } from '#lib/db';
+import type { Database } from '#lib/db';
 import { createSilentLogger } from '#lib/observability';
 import { createRuntimeServer, type RuntimeServer } from '#lib/runtime';
 import { createQueryApp, type QueryApp } from '../../functions/query/app.ts';
 import { loadSourceRecords } from '../../scripts/bench/synthetic-records.ts';
 import { getJson, isoAgo, postJson, startTestApp, type TestApp, testConfig, uniqueSource } from '../support/app.ts';
 import { bearer } from '../support/auth.ts';
-import { testDatabaseUrl } from '../support/database.ts';
+import { databaseAt, testDatabaseUrl } from '../support/database.ts';
 
 let app: TestApp;
 beforeAll(async () => {
@@ -193,13 +193,7 @@ describe('GET /data/export reads only as fast as the client takes it', () => {
     } finally {
       await client.end();
     }
-    db = createDatabase({
-      url: testDatabaseUrl(),
-      poolMax: 4,
-      connectTimeoutMs: 2_000,
-      statementTimeoutMs: 10_000,
-      applicationName: 'tests',
-    });
+    db = databaseAt(testDatabaseUrl(), { poolMax: 4 });
     // Every keyset query of a chunk is one named statement on a pooled connection: count them.
     const pool = db.client as { acquireConnection(): Promise<{ query(...args: unknown[]): unknown }> };
     const acquire = pool.acquireConnection.bind(pool);

@@ -9,7 +9,6 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
 import {
-  createDatabase,
   createWindowPartitions,
   type Database,
   listPartitions,
@@ -20,7 +19,7 @@ import {
 import { createSilentLogger } from '#lib/observability';
 import { createIngestApp } from '../../functions/ingest/app.ts';
 import { postJson, startTestApp, type TestApp, testConfig, uniqueSource } from '../support/app.ts';
-import { createTestDatabase } from '../support/database.ts';
+import { createTestDatabase, databaseAt } from '../support/database.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
 
 const DAY = 86_400_000;
@@ -62,22 +61,10 @@ async function storedIds(ids: readonly string[]): Promise<string[]> {
 
 beforeAll(async () => {
   database = await createPrivateDatabase('ondemand');
-  admin = createDatabase({
-    url: database.url,
-    poolMax: 2,
-    connectTimeoutMs: 2_000,
-    statementTimeoutMs: 30_000,
-    applicationName: 'tests',
-  });
+  admin = databaseAt(database.url, { statementTimeoutMs: 30_000 });
   // As docs/security.md tells an operator: a LOGIN user in the group role, nothing more.
   await admin.raw(`CREATE ROLE ${INGEST_USER} LOGIN PASSWORD 'not-checked-on-loopback' IN ROLE ds_ingest`);
-  ingestAs = createDatabase({
-    url: urlAs(INGEST_USER),
-    poolMax: 1,
-    connectTimeoutMs: 2_000,
-    statementTimeoutMs: 10_000,
-    applicationName: 'tests:ingest',
-  });
+  ingestAs = databaseAt(urlAs(INGEST_USER), { poolMax: 1, applicationName: 'tests:ingest' });
 }, 60_000);
 
 afterAll(async () => {
@@ -325,13 +312,7 @@ describe('startup and the maintenance schedule', () => {
     const ahead = startOfDay(await databaseNow()) + 4 * DAY;
     await dropPartition(ahead);
     const lock = await holdMaintenanceLock();
-    const db = createDatabase({
-      url: database.url,
-      poolMax: 4,
-      connectTimeoutMs: 2_000,
-      statementTimeoutMs: 30_000,
-      applicationName: 'tests:start',
-    });
+    const db = databaseAt(database.url, { poolMax: 4, statementTimeoutMs: 30_000, applicationName: 'tests:start' });
     const app = createIngestApp(
       testConfig({ DATABASE_URL: database.url, RECORD_MAX_PAST_DAYS: String(PLAN.pastDays) }),
       { db },

@@ -14,8 +14,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Redis } from 'ioredis';
 import { Kafka, logLevel } from 'kafkajs';
-import { createDatabase } from '#lib/db';
 import { OPEN_BUNDLE_ENV } from '../support/auth.ts';
+import { databaseAt } from '../support/database.ts';
 import { documentedMetrics, type MetricType, parseTypes } from '../support/observability-files.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
 import {
@@ -164,13 +164,7 @@ beforeAll(async () => {
   database = await createPrivateDatabase('observability');
   // One verified archived day, so the archive gauges (ingest with S3_BUCKET) have a sample each: the age of the
   // last success has none before a first success.
-  const archiveDb = createDatabase({
-    url: database.url,
-    poolMax: 1,
-    connectTimeoutMs: 2_000,
-    statementTimeoutMs: 10_000,
-    applicationName: 'tests',
-  });
+  const archiveDb = databaseAt(database.url, { poolMax: 1 });
   await archiveDb.raw(
     `INSERT INTO archive_days (day, status, bytes, verified_at) VALUES ('2026-01-01', 'verified', 1, now())`,
   );

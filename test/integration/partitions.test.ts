@@ -5,7 +5,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import {
-  createDatabase,
   createRecordReader,
   createRecordWriter,
   type Database,
@@ -13,6 +12,7 @@ import {
   maintainPartitions,
   partitionName,
 } from '#lib/db';
+import { databaseAt } from '../support/database.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
 
 const DAY = 86_400_000;
@@ -21,13 +21,7 @@ let db: Database;
 
 beforeAll(async () => {
   database = await createPrivateDatabase('parts');
-  db = createDatabase({
-    url: database.url,
-    poolMax: 4,
-    connectTimeoutMs: 2_000,
-    statementTimeoutMs: 30_000,
-    applicationName: 'tests',
-  });
+  db = databaseAt(database.url, { poolMax: 4, statementTimeoutMs: 30_000 });
 });
 afterAll(async () => {
   await db.destroy();

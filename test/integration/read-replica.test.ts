@@ -9,10 +9,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
-import { createDatabase, createRecordReader, type Database } from '#lib/db';
+import { createRecordReader, type Database } from '#lib/db';
 import { ROOT, run } from '../../scripts/processes.ts';
 import { startTestApp, type TestApp, uniqueSource } from '../support/app.ts';
 import { testIssuer } from '../support/auth.ts';
+import { databaseAt } from '../support/database.ts';
 
 let replicaUrl: string;
 let startedReplica = false;
@@ -112,13 +113,7 @@ beforeAll(async () => {
   replica = new pg.Client({ connectionString: replicaUrl });
   await replica.connect();
   await caughtUp(); // the migrations the suite applied to the primary
-  replicaDb = createDatabase({
-    url: replicaUrl,
-    poolMax: 2,
-    connectTimeoutMs: 2_000,
-    statementTimeoutMs: 10_000,
-    applicationName: 'tests:replica',
-  });
+  replicaDb = databaseAt(replicaUrl, { applicationName: 'tests:replica' });
   app = await startTestApp({ readDatabaseUrl: replicaUrl, redis: true });
   token = await (await testIssuer()).allAccess('replica');
 }, 180_000);

@@ -12,16 +12,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import pg from 'pg';
-import {
-  createDatabase,
-  createRecordReader,
-  createRecordWriter,
-  type Database,
-  maintainPartitions,
-  type PartitionPlan,
-} from '#lib/db';
+import { createRecordReader, createRecordWriter, type Database, maintainPartitions, type PartitionPlan } from '#lib/db';
 import { uuidv7 } from '#lib/records';
 import { COMMON_SOURCE, LONE_SOURCE, loadSyntheticRecords, RARE_TYPE } from '../../scripts/bench/synthetic-records.ts';
+import { databaseAt } from '../support/database.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
 
 const ROWS = 100_000;
@@ -45,13 +39,7 @@ let client: pg.Client;
 
 beforeAll(async () => {
   database = await createPrivateDatabase('plans');
-  db = createDatabase({
-    url: database.url,
-    poolMax: 2,
-    connectTimeoutMs: 5_000,
-    statementTimeoutMs: 60_000,
-    applicationName: 'tests',
-  });
+  db = databaseAt(database.url, { connectTimeoutMs: 5_000, statementTimeoutMs: 60_000 });
   client = new pg.Client({ connectionString: database.url, application_name: 'tests' });
   await client.connect();
   const endMs = Date.now() - 60_000;

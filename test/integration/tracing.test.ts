@@ -7,12 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace-base';
 import { Kafka, logLevel } from 'kafkajs';
 import type { KafkaConfig } from '#lib/config';
-import { createDatabase, type Database } from '#lib/db';
+import type { Database } from '#lib/db';
 import { createKafkaClient, createKafkaPublisher, type EventPublisher, ensureTopic } from '#lib/events';
 import { createSilentLogger, startTracing, type Tracing } from '#lib/observability';
 import { createRuntimeServer, type RuntimeServer } from '#lib/runtime';
 import { createIngestApp, type IngestApp } from '../../functions/ingest/app.ts';
 import { testConfig } from '../support/app.ts';
+import { databaseAt } from '../support/database.ts';
 import { createPrivateDatabase, type PrivateDatabase } from '../support/private-database.ts';
 
 const brokers = (process.env.KAFKA_BROKERS ?? '127.0.0.1:29092').split(',');
@@ -43,13 +44,7 @@ beforeAll(async () => {
   tracing = startTracing({ serviceName: 'ingest', revision: 'test', sampleRatio: 0, trustIncoming: true, exporter });
   // Its own database: a relay of another test on the shared one would publish this test's event elsewhere.
   database = await createPrivateDatabase('trace');
-  db = createDatabase({
-    url: database.url,
-    poolMax: 4,
-    connectTimeoutMs: 2_000,
-    statementTimeoutMs: 10_000,
-    applicationName: 'tests',
-  });
+  db = databaseAt(database.url, { poolMax: 4 });
   const logger = createSilentLogger();
   // The topic exists before the consumer subscribes (the publisher would only create it at its first send).
   await ensureTopic(createKafkaClient({ config: kafkaConfig, logger }), kafkaConfig);

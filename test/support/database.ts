@@ -14,13 +14,20 @@ export function testDatabaseUrl(): string {
   return url;
 }
 
+/** A small pool on `url` for a test's own queries; each option as the test needs it. */
+export function databaseAt(
+  url: string,
+  {
+    poolMax = 2,
+    connectTimeoutMs = 2_000,
+    statementTimeoutMs = 10_000,
+    applicationName = 'tests',
+  }: { poolMax?: number; connectTimeoutMs?: number; statementTimeoutMs?: number; applicationName?: string } = {},
+): Database {
+  return createDatabase({ url, poolMax, connectTimeoutMs, statementTimeoutMs, applicationName });
+}
+
 /** A small pool on the test database. */
 export function createTestDatabase(poolMax = 4): Database {
-  return createDatabase({
-    url: testDatabaseUrl(),
-    poolMax,
-    connectTimeoutMs: 2_000,
-    statementTimeoutMs: 10_000,
-    applicationName: 'tests',
-  });
+  return databaseAt(testDatabaseUrl(), { poolMax });
 }
