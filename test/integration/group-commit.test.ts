@@ -6,7 +6,13 @@ import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createRecordWriter, type Database } from '#lib/db';
 import { AppError, TimestampNotStoredError, WriteAbandonedError } from '#lib/errors';
-import { createGroupCommitStore, type NewRecord, type RecordWriter, writeDeadline } from '#lib/records';
+import {
+  createGroupCommitStore,
+  type GroupCommitOptions,
+  type NewRecord,
+  type RecordWriter,
+  writeDeadline,
+} from '#lib/records';
 import { createTestDatabase } from '../support/database.ts';
 
 let db: Database;
@@ -34,14 +40,19 @@ async function storedIds(src: string): Promise<Set<string>> {
   return new Set((rows as Array<{ id: string }>).map((r) => r.id));
 }
 
+/** A group-commit store over the repository; what a test does not set is a batch of up to 1,000, one at a time. */
+const groupCommit = (options: Partial<GroupCommitOptions> = {}) =>
+  createGroupCommitStore(repository, {
+    maxBatchRecords: 1000,
+    windowMs: 20,
+    concurrency: 1,
+    maxQueuedRecords: 100_000,
+    ...options,
+  });
+
 describe('group commit', () => {
   it('coalesces 300 concurrent requests into far fewer commits and loses none', async () => {
-    const store = createGroupCommitStore(repository, {
-      maxBatchRecords: 1000,
-      windowMs: 2,
-      concurrency: 2,
-      maxQueuedRecords: 100_000,
-    });
+    const store = groupCommit({ windowMs: 2, concurrency: 2 });
     const src = source();
     const records = Array.from({ length: 300 }, () => recordOf(src));
     const results = await Promise.all(records.map((r) => store.insert([r])));
@@ -52,12 +63,7 @@ describe('group commit', () => {
   });
 
   it('answers no request before its records are committed and visible to another connection', async () => {
-    const store = createGroupCommitStore(repository, {
-      maxBatchRecords: 50,
-      windowMs: 1,
-      concurrency: 2,
-      maxQueuedRecords: 100_000,
-    });
+    const store = groupCommit({ maxBatchRecords: 50, windowMs: 1, concurrency: 2 });
     const src = source();
     const checks = Array.from({ length: 120 }, async () => {
       const record = recordOf(src);
@@ -70,12 +76,7 @@ describe('group commit', () => {
   });
 
   it('keeps a repeated id of two waiting requests out of one batch: one created, one duplicate, the rest created', async () => {
-    const store = createGroupCommitStore(repository, {
-      maxBatchRecords: 1000,
-      windowMs: 20,
-      concurrency: 1,
-      maxQueuedRecords: 100_000,
-    });
+    const store = groupCommit();
     const src = source();
     const shared = randomUUID();
     const first = [recordOf(src, shared), recordOf(src)];
@@ -93,12 +94,7 @@ describe('group commit', () => {
   });
 
   it('isolates a failing request: the others in its batch still commit', async () => {
-    const store = createGroupCommitStore(repository, {
-      maxBatchRecords: 1000,
-      windowMs: 20,
-      concurrency: 1,
-      maxQueuedRecords: 100_000,
-    });
+    const store = groupCommit();
     const src = source();
     // No partition exists in 2001, nor may one be made (outside the write window): this request's INSERT fails, as a
     // request the validator let through by mistake would, with the final timestamp-not-stored.
@@ -111,12 +107,7 @@ describe('group commit', () => {
   });
 
   it('sheds load past the queue bound with overloaded + Retry-After, and still commits what it accepted', async () => {
-    const store = createGroupCommitStore(repository, {
-      maxBatchRecords: 10,
-      windowMs: 50,
-      concurrency: 1,
-      maxQueuedRecords: 20,
-    });
+    const store = groupCommit({ maxBatchRecords: 10, windowMs: 50, maxQueuedRecords: 20 });
     const src = source();
     const attempts = Array.from({ length: 40 }, () => {
       const record = recordOf(src);
@@ -139,12 +130,7 @@ describe('group commit', () => {
   });
 
   it('never commits a write after its deadline answered it: in flight it rolls back, queued it is dropped', async () => {
-    const store = createGroupCommitStore(repository, {
-      maxBatchRecords: 1000,
-      windowMs: 20,
-      concurrency: 1,
-      maxQueuedRecords: 100_000,
-    });
+    const store = groupCommit();
     const src = source();
     const [blocked, late, patient, queued, unguarded] = [1, 2, 3, 4, 5].map(() => recordOf(src)) as [
       NewRecord,
