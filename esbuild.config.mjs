@@ -52,6 +52,26 @@ const fastCrc32c = {
   },
 };
 
+// kafkajs is CommonJS, so esbuild keeps its require() wherever lib/events is imported, even when nothing of it is
+// used: the query bundle evaluated all of kafkajs (265 KiB) at every start for the event schema it takes from
+// lib/events. Its module has no side effects of its own; saying so lets a bundle that never publishes drop it.
+const PURE_PACKAGES = /^kafkajs$/;
+const purePackages = {
+  name: 'pure-packages',
+  setup(b) {
+    b.onResolve({ filter: PURE_PACKAGES }, async (args) => {
+      if (args.pluginData?.pure) return undefined;
+      const resolved = await b.resolve(args.path, {
+        kind: args.kind,
+        importer: args.importer,
+        resolveDir: args.resolveDir,
+        pluginData: { pure: true },
+      });
+      return resolved.errors.length > 0 ? undefined : { ...resolved, sideEffects: false };
+    });
+  },
+};
+
 await mkdir('dist', { recursive: true });
 const sizes = {};
 for (const [name, entry] of Object.entries(ENTRIES)) {
@@ -69,7 +89,7 @@ for (const [name, entry] of Object.entries(ENTRIES)) {
     sourcemap: 'linked',
     legalComments: 'linked',
     metafile: true,
-    plugins: [fastCrc32c],
+    plugins: [fastCrc32c, purePackages],
     external: UNUSED_DRIVERS,
     logLevel: 'warning',
     // CommonJS dependencies (knex, pg, pino) call require() for Node built-ins; give the ESM bundle one.
