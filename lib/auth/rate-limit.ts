@@ -7,7 +7,7 @@
  * costs one Redis round trip per lease instead of one per request (docs/access-control.md). A lease is sized to
  * about LEASE_SPAN_MS of this process's traffic from that caller, and never more than 1/MAX_LEASE_DIVISOR of the
  * quota; points leased but unused when the window ends are the count's only error, so a caller at its limit may be
- * refused that much early, never admitted beyond it. Under 2 × MAX_LEASE_DIVISOR requests per second a lease is
+ * refused that much early, never admitted beyond it. With a limit under 2 × MAX_LEASE_DIVISOR per second a lease is
  * always one point: small limits count exactly as before.
  */
 import { LRUCache } from 'lru-cache';
