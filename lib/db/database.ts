@@ -13,6 +13,9 @@ export interface DatabaseOptions {
 
 export type Database = Knex;
 
+// How much longer than statement_timeout the client waits for an answer before giving up on its own.
+const CLIENT_TIMEOUT_MARGIN_MS = 2_000;
+
 /** A knex instance on node-pg with bounded waits, so a database outage fails requests fast instead of hanging. */
 export function createDatabase(options: DatabaseOptions): Database {
   return knex({
@@ -21,6 +24,10 @@ export function createDatabase(options: DatabaseOptions): Database {
       connectionString: options.url,
       connectionTimeoutMillis: options.connectTimeoutMs,
       statement_timeout: options.statementTimeoutMs,
+      // statement_timeout is the server's: a server that is frozen (SIGSTOP, a stalled host) or cut off mid-query
+      // never sends it, and the query would wait for as long as TCP keeps the connection. The client's own bound,
+      // just above it, answers instead (a 503, lib/db/errors.ts).
+      query_timeout: options.statementTimeoutMs + CLIENT_TIMEOUT_MARGIN_MS,
       application_name: options.applicationName,
       keepAlive: true,
     },

@@ -74,7 +74,11 @@ export function toDatabaseError(error: unknown): unknown {
     error.name === 'KnexTimeoutError' ||
     (typeof code === 'string' &&
       (NETWORK_CODES.has(code) || TRANSIENT_SQLSTATES.has(code) || TRANSIENT_SQLSTATE_CLASSES.has(code.slice(0, 2)))) ||
-    /Connection terminated|connection timeout|Client has encountered a connection error/i.test(error.message);
+    // node-pg's own words for a server that does not answer: on connecting ("timeout expired"), or to a query
+    // (query_timeout, lib/db/database.ts).
+    /Connection terminated|connection timeout|Client has encountered a connection error|timeout expired|Query read timeout/i.test(
+      error.message,
+    );
   const failure = new DatabaseFailure(error as Error & Record<string, unknown>);
   return transient ? new DependencyUnavailableError('database', failure) : failure;
 }

@@ -5,6 +5,7 @@
  * 201 is stored: a write given up is never committed afterwards. Every 201 is stored.
  */
 import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import { afterAll, expect, it } from '@jest/globals';
 import { postgres } from '../../scripts/services/postgres.ts';
 import { type SpawnedProcess, sleep } from '../support/processes.ts';
@@ -18,6 +19,7 @@ import {
   startBundle,
   storedIds,
   type Timed,
+  timedFetch,
   warnIfBundlesStale,
 } from './support.ts';
 
@@ -113,3 +115,31 @@ it('g. PostgreSQL frozen: writes past their deadline get 503 and are never commi
   expect(missing(acknowledged, stored)).toEqual([]);
   expect(ingest.proc.child.exitCode).toBeNull();
 }, 90_000);
+
+it('g. PostgreSQL frozen: a read that needs it is answered 503 by the client-side bound, not left hanging', async () => {
+  // statement_timeout 1 s: the server cannot enforce it while stopped, so the client's own bound (+2 s) answers.
+  const query = await startBundle(
+    'query',
+    { K_SERVICE: `fault-g-read-${RUN}`, LOG_LEVEL: 'error', DATABASE_STATEMENT_TIMEOUT_MS: '1000' },
+    spawned,
+  );
+  let answers: Timed[] = [];
+  try {
+    frozen = postgresProcesses();
+    signal(frozen, 'SIGSTOP');
+    // Ids no cache has seen: each GET must ask PostgreSQL.
+    answers = await Promise.all(
+      [1, 2, 3].map(() => timedFetch(`${query.url}/data/${randomUUID()}`, {}, CLIENT_TIMEOUT_MS)),
+    );
+  } finally {
+    signal(frozen, 'SIGCONT');
+    frozen = [];
+  }
+  console.log(
+    `fault postgres-frozen (reads): ${answers.map((a) => `${a.status || a.error} in ${a.ms.toFixed(0)} ms`).join(', ')}`,
+  );
+  expect(answers.map((a) => ({ status: a.status, retryAfter: a.retryAfter !== null }))).toEqual(
+    Array(3).fill({ status: 503, retryAfter: true }),
+  );
+  expect(query.proc.child.exitCode).toBeNull();
+}, 60_000);
