@@ -340,7 +340,11 @@ describe('startup and the maintenance schedule', () => {
     await dropPartition(ahead);
     const lock = await holdMaintenanceLock();
     const warnings: string[] = [];
-    const log = { info: () => undefined, warn: (_obj: object, msg: string) => warnings.push(msg) };
+    const log = {
+      info: () => undefined,
+      warn: (obj: { err?: unknown }, msg: string) =>
+        warnings.push(obj.err instanceof Error ? `${msg}: ${obj.err.message}` : msg),
+    };
     const schedule = schedulePartitionMaintenance(admin, PLAN, log, { firstStepMs: 300, retryMs: 200 });
     try {
       const started = performance.now();
@@ -348,15 +352,20 @@ describe('startup and the maintenance schedule', () => {
       expect(performance.now() - started).toBeLessThan(2_000);
       expect(warnings.length).toBeGreaterThan(0);
       await lock.release();
-      const deadline = Date.now() + 10_000;
+      // Generous: the whole suite shares one PostgreSQL, and once (CI, under the image test and a million-row load)
+      // 10 s were not enough; the warnings say what the schedule met meanwhile if it still fails.
+      const deadline = Date.now() + 30_000;
       while (!(await listPartitions(admin)).includes(partitionName(ahead)) && Date.now() < deadline) {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
-      expect(await listPartitions(admin)).toContain(partitionName(ahead));
+      expect({ created: (await listPartitions(admin)).includes(partitionName(ahead)), warnings }).toEqual({
+        created: true,
+        warnings: expect.any(Array),
+      });
     } finally {
       schedule.stop();
     }
-  }, 30_000);
+  }, 60_000);
 
   it('the first step creates the window only: retention and deletes are left to the full run', async () => {
     const key = `ondemand-${randomUUID()}`;
