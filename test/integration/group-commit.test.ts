@@ -79,8 +79,10 @@ describe('group commit', () => {
     const store = groupCommit();
     const src = source();
     const shared = randomUUID();
-    const first = [recordOf(src, shared), recordOf(src)];
-    const second = [recordOf(src), recordOf(src, shared)];
+    // The same content under the shared id (timestamp included): a repeat is a duplicate, other content a conflict.
+    const at = new Date().toISOString();
+    const first = [recordOf(src, shared, at), recordOf(src)];
+    const second = [recordOf(src), recordOf(src, shared, at)];
     const [a, b] = await Promise.all([store.insert(first), store.insert(second)]);
     expect(a).toEqual([
       { id: shared, status: 'created' },
