@@ -1,15 +1,16 @@
 import type { Knex } from 'knex';
 import { TimestampNotStoredError, WriteAbandonedError } from '#lib/errors';
-import type {
-  IdempotentWriteOutcome,
-  IngestResult,
-  ListedRecord,
-  ListQuery,
-  NewRecord,
-  RecordReader,
-  RecordWriter,
-  WriteGuard,
-  WriteResult,
+import {
+  type IdempotentWriteOutcome,
+  type IngestResult,
+  type ListedRecord,
+  type ListQuery,
+  type NewRecord,
+  type RecordReader,
+  type RecordWriter,
+  utcDayOf,
+  type WriteGuard,
+  type WriteResult,
 } from '#lib/records';
 import { guardDatabase } from './errors.ts';
 import { createPreparedStatements, numbered } from './prepared.ts';
@@ -163,9 +164,6 @@ function isMissingPartition(error: unknown): boolean {
     (routine === 'ExecFindPartition' || /no partition of relation "records"/.test(String(message ?? '')))
   );
 }
-
-/** The UTC day (`YYYY-MM-DD`) of an RFC 3339 instant, as the daily partitions cut them. */
-const utcDayOf = (timestamp: string): string => new Date(timestamp).toISOString().slice(0, 10);
 
 /** PostgreSQL implementation of the domain's `RecordReader`; `db` may be a read replica. */
 export function createRecordReader(db: Knex): RecordReader {

@@ -57,6 +57,6 @@ export {
   storedRecordSchema,
   UUID_PATTERN,
 } from './schema.ts';
-export { formatUtcTimestamp, normalizeRfc3339, parseRfc3339, RFC3339_PATTERN } from './timestamp.ts';
+export { formatUtcTimestamp, normalizeRfc3339, parseRfc3339, RFC3339_PATTERN, utcDayOf } from './timestamp.ts';
 export type * from './types.ts';
 export { type WriteDeadline, writeDeadline } from './write-deadline.ts';

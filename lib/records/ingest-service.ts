@@ -1,6 +1,7 @@
 import { AppError, type FieldIssue, IdConflictError, TimestampNotStoredError } from '#lib/errors';
 import type { Caller, RecordWriter, WriteListener } from './ports.ts';
 import { isPlainObject, type RecordValidator } from './schema.ts';
+import { utcDayOf } from './timestamp.ts';
 import type { IngestResult, NewRecord, WriteResult } from './types.ts';
 import { writeDeadline } from './write-deadline.ts';
 
@@ -40,28 +41,25 @@ export function createIngestService({ writer, validator, deadlineMs }: IngestSer
         return await store(validated, request);
       } catch (error) {
         // The store names the ids or days; the client is told which of its records they are.
+        const issuesFor = (matches: (record: NewRecord) => boolean, field: string, detail: string) =>
+          validated.flatMap((record, index) =>
+            matches(record) ? [{ pointer: batch ? `/records/${index}/${field}` : `/${field}`, detail }] : [],
+          );
         if (error instanceof TimestampNotStoredError) {
           const refused = new Set(error.days);
-          const issues = validated.flatMap((record, index) =>
-            refused.has(new Date(record.timestamp).toISOString().slice(0, 10))
-              ? [
-                  {
-                    pointer: batch ? `/records/${index}/timestamp` : '/timestamp',
-                    detail: 'its day is outside the time window the database accepts',
-                  },
-                ]
-              : [],
+          const issues = issuesFor(
+            (record) => refused.has(utcDayOf(record.timestamp)),
+            'timestamp',
+            'its day is outside the time window the database accepts',
           );
           throw new TimestampNotStoredError(error.days, issues);
         }
         if (!(error instanceof IdConflictError)) throw error;
         const conflicting = new Set(error.ids);
-        const issues = validated.flatMap((record, index) =>
-          conflicting.has(record.id)
-            ? [{ pointer: batch ? `/records/${index}/id` : '/id', detail: 'is already stored with other content' }]
-            : [],
+        throw new IdConflictError(
+          error.ids,
+          issuesFor((record) => conflicting.has(record.id), 'id', 'is already stored with other content'),
         );
-        throw new IdConflictError(error.ids, issues);
       }
     },
   };

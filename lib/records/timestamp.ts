@@ -73,3 +73,6 @@ export function formatUtcTimestamp(pgUtcText: string): string {
   const shown = micros.endsWith('000') ? micros.slice(0, 3) : micros;
   return `${date}T${clock}.${shown}Z`;
 }
+
+/** The UTC day (`YYYY-MM-DD`) of an instant, as the daily partitions cut them. */
+export const utcDayOf = (timestamp: string): string => new Date(timestamp).toISOString().slice(0, 10);
