@@ -122,7 +122,16 @@ export function createIngestApp(config: ServiceConfig, clients: IngestClients, l
       if (options.relay !== false) relay?.start();
     },
     async close() {
-      maintenance?.stop();
+      // A run under way is let finish for a while (its deletes are batched, each one short), so the pool is not
+      // closed under it; past that, the drain goes on and the run ends with the pool, to be done again by the next.
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([
+        maintenance?.stop(),
+        new Promise((resolve) => {
+          bound = setTimeout(resolve, 5_000).unref();
+        }),
+      ]);
+      clearTimeout(bound);
       await relay?.stop(5_000);
       cache?.close();
     },

@@ -336,7 +336,7 @@ async function isHypertable(q: SessionQuery): Promise<boolean> {
  * finds no partition creates its day itself (`ds_ensure_record_partition`). A failure is logged and the whole run
  * retried after `retryMs`: a database that is down when the function starts must not leave it without partitions
  * for an hour, nor keep it from starting. A role without the privilege (ds_ingest) is logged once and the
- * schedule ends.
+ * schedule ends. `stop()` schedules nothing more and resolves once the run under way has ended.
  */
 export function schedulePartitionMaintenance(
   db: Knex,
@@ -347,16 +347,21 @@ export function schedulePartitionMaintenance(
     retryMs = 15_000,
     firstStepMs = 5_000,
   }: { intervalMs?: number; retryMs?: number; firstStepMs?: number } = {},
-): { stop(): void; firstRun: Promise<void> } {
+): { stop(): Promise<void>; firstRun: Promise<void> } {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  // The run under way, if any: stop() waits for it, so that a closing pool (or the next test) never meets a
+  // maintenance run still deleting rows in the background.
+  let inFlight: Promise<void> = Promise.resolve();
   log.info(
     { retention_days: plan.retentionDays, require_archive: plan.requireArchive === true },
     describeRetention(plan),
   );
   const next = (delay: number): void => {
     if (stopped) return;
-    timer = setTimeout(() => void run(), delay);
+    timer = setTimeout(() => {
+      inFlight = run();
+    }, delay);
     timer.unref();
   };
   const failed = (error: unknown): void => {
@@ -396,6 +401,7 @@ export function schedulePartitionMaintenance(
       failed(error);
     }
   })();
+  inFlight = firstStep;
   const firstRun = new Promise<void>((resolve) => {
     const bound = setTimeout(() => {
       log.warn(
@@ -410,9 +416,10 @@ export function schedulePartitionMaintenance(
     });
   });
   return {
-    stop: () => {
+    stop: async () => {
       stopped = true;
       clearTimeout(timer);
+      await inFlight;
     },
     firstRun,
   };

@@ -355,7 +355,7 @@ describe('partition maintenance', () => {
     const schedule = schedulePartitionMaintenance(as('ingest'), PLAN, log, { intervalMs: 20, retryMs: 20 });
     await schedule.firstRun;
     await new Promise((resolve) => setTimeout(resolve, 200));
-    schedule.stop();
+    await schedule.stop();
     expect(warnings).toEqual([
       {
         obj: { role: USERS.ingest.name, owner: 'ds_migrate' },

@@ -363,7 +363,9 @@ describe('startup and the maintenance schedule', () => {
         warnings: expect.any(Array),
       });
     } finally {
-      schedule.stop();
+      // Awaited: the full run goes on after the day appears (retention, then the idempotency keys), and left
+      // running it deleted the next test's 48-hour-old key under it (CI, 2026-12-03).
+      await schedule.stop();
     }
   }, 60_000);
 
