@@ -14,7 +14,9 @@ export {
   type TopicFinding,
   type TopicState,
 } from './kafka-publisher.ts';
+export { type EncodedRecord, encodeRecord, type RecordInput } from './kafka-record.ts';
 export { createOutboxRelay, type OutboxRelay, type OutboxRelayOptions, type RelayStatus } from './outbox-relay.ts';
+export { groupMessagesPerPartition } from './partition-groups.ts';
 export { murmur2, partitionOfKey } from './partitioner.ts';
 export {
   type ClaimLimits,

@@ -28,10 +28,18 @@ export const RESERVED_KEYS: ReadonlySet<string> = new Set(['__proto__', 'constru
 export const DEFAULT_PAGE_LIMIT = 100;
 export const MAX_PAGE_LIMIT = 1000;
 
-const NAME_RULE = 'must contain only letters, digits and . _ : / -';
-const name = () =>
-  Joi.string().min(1).max(NAME_MAX_LENGTH).pattern(NAME_PATTERN).messages({ 'string.pattern.base': NAME_RULE });
-const uuid = () => Joi.string().pattern(UUID_PATTERN).meta({ format: 'uuid' });
+/**
+ * What a record field's pattern means, said in its 400 by `describeJoiDetail`. Named patterns rather than joi's
+ * `.messages()`: those are preferences, and joi merges a field's preferences (compiling its messages) each time it
+ * validates that field: three times per record, 7 % of a 100-record POST's CPU (npm run bench:profile).
+ */
+const PATTERN_RULES: Readonly<Record<string, string>> = {
+  name: 'must contain only letters, digits and . _ : / -',
+  uuid: 'must be a UUID',
+  'date-time': 'must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T12:00:00Z',
+};
+const name = () => Joi.string().min(1).max(NAME_MAX_LENGTH).pattern(NAME_PATTERN, { name: 'name' });
+const uuid = () => Joi.string().pattern(UUID_PATTERN, { name: 'uuid' }).meta({ format: 'uuid' });
 const utcDateTime = (description: string) =>
   Joi.string().required().meta({ format: 'date-time' }).description(description);
 
@@ -41,14 +49,11 @@ export function recordSchemas(limits: RecordSchemaLimits): {
   batchInput: Joi.ObjectSchema;
 } {
   const recordInput = Joi.object({
-    id: uuid()
-      .messages({ 'string.pattern.base': 'must be a UUID' })
-      .description('Optional. A client-supplied id makes retries idempotent: a stored id answers `duplicate`.'),
+    id: uuid().description('Optional. A client-supplied id makes retries idempotent: a stored id answers `duplicate`.'),
     source: name().required().description('Producer of the record.'),
     type: name().required().description('Kind of record.'),
     timestamp: Joi.string()
-      .pattern(RFC3339_PATTERN)
-      .messages({ 'string.pattern.base': 'must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T12:00:00Z' })
+      .pattern(RFC3339_PATTERN, { name: 'date-time' })
       .meta({ format: 'date-time' })
       .description(
         `RFC 3339 with an offset; defaults to the receipt time. At most ${limits.maxPastMs / 86_400_000} days in the past and ${limits.maxFutureMs / 3_600_000} hours in the future.`,
@@ -436,6 +441,8 @@ function describeJoiDetail(detail: Joi.ValidationErrorItem): string {
       return `must hold at least ${String(ctx.limit)} record${ctx.limit === 1 ? '' : 's'}`;
     case 'array.max':
       return `must hold at most ${String(ctx.limit)} records`;
+    case 'string.pattern.name':
+      return PATTERN_RULES[String(ctx.name)] ?? detail.message;
     default:
       return detail.message;
   }

@@ -263,6 +263,24 @@ describe('createRecordValidator: rejected bodies', () => {
     expect(pointersOf(body).sort()).toEqual(['/extra', '/id', '/payload', '/source', '/timestamp', '/type']);
   });
 
+  it('says what each pattern means, in a batch as for one record', () => {
+    const fields = { id: 'not-a-uuid', source: 'a b', type: 'ü', timestamp: '2026-03-15 12:00' };
+    const expected = [
+      { pointer: '/records/1/id', detail: 'must be a UUID' },
+      { pointer: '/records/1/source', detail: 'must contain only letters, digits and . _ : / -' },
+      {
+        pointer: '/records/1/timestamp',
+        detail: 'must be an RFC 3339 date-time with an offset, e.g. 2026-01-31T12:00:00Z',
+      },
+      { pointer: '/records/1/type', detail: 'must contain only letters, digits and . _ : / -' },
+    ];
+    const byPointer = (a: { pointer: string }, b: { pointer: string }) => a.pointer.localeCompare(b.pointer);
+    expect(rejectionOf({ records: [record(), record(fields)] }).issues.toSorted(byPointer)).toEqual(expected);
+    expect(rejectionOf(record(fields)).issues.toSorted(byPointer)).toEqual(
+      expected.map((issue) => ({ ...issue, pointer: issue.pointer.replace('/records/1', '') })),
+    );
+  });
+
   it('lists every failing field of every record of a batch at once, with their indexes', () => {
     const body = {
       records: [
