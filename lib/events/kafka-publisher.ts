@@ -331,9 +331,9 @@ export function createKafkaPublisher({
     return topic.state;
   };
 
-  const toKafka = (message: EventMessage, partition: number): Message => ({
+  const toKafka = (message: EventMessage, value: Buffer, partition: number): Message => ({
     key: message.key,
-    value: message.value,
+    value,
     headers: { ...message.headers },
     partition,
   });
@@ -346,10 +346,12 @@ export function createKafkaPublisher({
       const limit = Math.min(brokerLimit, options.maxBatchBytes ?? brokerLimit);
       batchLimitBytes = limit;
       const { partitionMetadata } = state;
+      // Each event's JSON encoded to UTF-8 once: sized from these bytes, and copied as they are into its record.
+      const values = messages.map((message) => Buffer.from(message.value));
       const sized: SizedMessage[] = messages.map((message, index) => ({
         index,
         partition: partitionOfKey(message.key, partitionMetadata.length),
-        bytes: recordSize(message),
+        bytes: recordSize({ ...message, value: values[index] as Buffer }),
       }));
       const plan = planProduce(sized, limit);
       const acknowledged: number[] = [];
@@ -364,7 +366,9 @@ export function createKafkaPublisher({
           await producer.send({
             topic: config.topic,
             acks: -1,
-            messages: batch.map(({ index, partition }) => toKafka(messages[index] as EventMessage, partition)),
+            messages: batch.map(({ index, partition }) =>
+              toKafka(messages[index] as EventMessage, values[index] as Buffer, partition),
+            ),
           });
           for (const { index } of batch) acknowledged.push(index);
         } catch (error) {

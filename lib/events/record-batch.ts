@@ -31,7 +31,7 @@ const field = (bytes: number) => varintSize(bytes) + bytes;
  * An upper bound of the bytes `message` takes inside a v2 record batch (attributes, timestamp and offset deltas,
  * key, value, headers, and the record's own length prefix). Exact but for the two deltas, counted at their maximum.
  */
-export function recordSize(message: EventMessage): number {
+export function recordSize(message: Omit<EventMessage, 'value'> & { readonly value: string | Uint8Array }): number {
   let body = 1 + MAX_VARLONG + MAX_VARINT;
   body += field(Buffer.byteLength(message.key));
   body += field(Buffer.byteLength(message.value));
