@@ -42,9 +42,12 @@ COPY --from=build /src/dist/docs/ ./dist/docs/
 COPY --from=build /src/dist/.compile-cache/ ./dist/.compile-cache/
 # distroless' nonroot user, numeric so that the kubelet can verify runAsNonRoot.
 USER 65532:65532
-# V8 sizes its young generation from the memory it sees (the node's, not the pod's 512Mi limit): 16 MB semi-spaces
-# kept ingest at ~208 MiB peak RSS under a POST load that reached ~281 MiB without it, at the same throughput.
-ENV NODE_OPTIONS=--max-semi-space-size=16
+# V8 sizes its young generation from the memory it sees (the node's, not the pod's 512Mi limit). 8 MB semi-spaces
+# keep both functions under the 256Mi they request in every npm run bench case (ingest 246 MiB peak against 280 with
+# 16 MB, on 100-record POSTs; query 256 against 272 on list pages); the price is ~1.5 % more of a POST's CPU in GC
+# (npm run bench:profile -- post-one: 7.9–8.2 % against 5.9–7.0 %). 4 MB would save ~15 MiB more and cost list pages
+# far more in scavenges.
+ENV NODE_OPTIONS=--max-semi-space-size=8
 ENV NODE_COMPILE_CACHE=/app/dist/.compile-cache NODE_COMPILE_CACHE_PORTABLE=1
 EXPOSE 8080
 # distroless' own entrypoint, stated here so that the manifests' `args` mean the same on any base with Node there.

@@ -12,6 +12,7 @@
  * `BENCH_AUTH=none` runs the same with AUTH_MODE=none, for the cost of access control. Only the addresses, the
  * Kafka topic, the Redis key prefix and the token issuer are the bench's own.
  * BENCH_DIST (or `--dist DIR`) points at another build, e.g. an older commit's, which is then used as it is.
+ * BENCH_NODE_OPTIONS replaces the image's NODE_OPTIONS, to try V8 flags before the Dockerfile takes them.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -58,8 +59,11 @@ export const DIST = distGiven ? resolve(process.env.INIT_CWD ?? process.cwd(), d
 /** The command line without `--dist DIR`. */
 export const ARGS = process.argv.slice(2).filter((_, i, all) => all[i] !== '--dist' && all[i - 1] !== '--dist');
 
-/** Kept equal to the image: the Dockerfile's `ENV NODE_OPTIONS=…`. */
-const IMAGE_NODE_OPTIONS = /^ENV NODE_OPTIONS=(.*)$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))?.[1] ?? '';
+/** Kept equal to the image: the Dockerfile's `ENV NODE_OPTIONS=…`; BENCH_NODE_OPTIONS tries others before it changes. */
+const IMAGE_NODE_OPTIONS =
+  process.env.BENCH_NODE_OPTIONS ??
+  /^ENV NODE_OPTIONS=(.*)$/m.exec(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))?.[1] ??
+  '';
 const DEPLOYED_SETTINGS = parseEnv(readFileSync(join(ROOT, 'knative', 'base', 'settings.env'), 'utf8'));
 
 /** A function bundle started by the bench (the last of `starts` starts keeps running). */
