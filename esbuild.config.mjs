@@ -3,8 +3,8 @@
  * the container image ships these files and nothing from node_modules. `node esbuild.config.mjs` builds all.
  */
 import { spawnSync } from 'node:child_process';
-import { builtinModules } from 'node:module';
 import { chmod, copyFile, mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { builtinModules } from 'node:module';
 import { build } from 'esbuild';
 import { API_REFERENCE_FILES } from './lib/api/api-reference-files.ts';
 
