@@ -1,4 +1,5 @@
 import type { Knex } from 'knex';
+import type { PoolClient, QueryResult } from 'pg';
 import { type OutboxEntry, type OutboxStore, PartialRelayError, type RelayOutcome } from '#lib/events';
 import { guardDatabase } from './errors.ts';
 
@@ -32,60 +33,91 @@ const CLAIM = `
  * transaction.
  */
 export function createOutboxRepository(db: Knex): OutboxStore {
-  /** Deletes what the broker acknowledged and moves the dead letters, copying their rows inside PostgreSQL. */
-  const settle = async (trx: Knex.Transaction, outcome: RelayOutcome): Promise<void> => {
+  /**
+   * A round is two round trips, not four: `BEGIN` travels with the claim and `COMMIT` with the delete, as one
+   * simple-protocol message each (several statements, no parameters). The only values written into them are
+   * integers checked here, and ids PostgreSQL itself rendered as digits. A relay round runs after every group-commit
+   * batch under load, so its round trips were a third of the ingest's statements.
+   */
+  const claimSql = (rows: number, bytes: number): string => {
+    if (!Number.isSafeInteger(rows) || !Number.isSafeInteger(bytes) || rows < 1 || bytes < 1) {
+      throw new RangeError(`relay claim limits must be positive integers (rows ${rows}, bytes ${bytes})`);
+    }
+    return `BEGIN; ${CLAIM.replace('LIMIT ?', `LIMIT ${rows}`).replace('before < ?', `before < ${bytes}`)}`;
+  };
+  const idArray = (ids: readonly string[]): string => {
+    for (const id of ids) if (!/^\d{1,19}$/.test(id)) throw new RangeError(`not an outbox id: ${JSON.stringify(id)}`);
+    return `'{${ids.join(',')}}'::bigint[]`;
+  };
+  /** Moves the dead letters (copying their rows inside PostgreSQL), then deletes what is done and commits. */
+  const settleAndCommit = async (connection: PoolClient, outcome: RelayOutcome): Promise<void> => {
     const { deadLetters } = outcome;
     if (deadLetters.length > 0) {
-      await trx.raw(
+      await connection.query(
         `INSERT INTO outbox_dead_letter (outbox_id, created_at, record_id, event, trace, bytes, reason)
          SELECT o.id, o.created_at, o.record_id, o.event, o.trace, d.bytes, d.reason
-         FROM unnest(?::bigint[], ?::int[], ?::text[]) AS d(id, bytes, reason) JOIN outbox o ON o.id = d.id
+         FROM unnest($1::bigint[], $2::int[], $3::text[]) AS d(id, bytes, reason) JOIN outbox o ON o.id = d.id
          ON CONFLICT (outbox_id) DO NOTHING`,
         [deadLetters.map((d) => d.entry.id), deadLetters.map((d) => d.bytes), deadLetters.map((d) => d.reason)],
       );
     }
     const done = [...outcome.acknowledged, ...deadLetters.map((d) => d.entry.id)];
-    if (done.length > 0) await trx.raw('DELETE FROM outbox WHERE id = ANY(?::bigint[])', [done]);
+    await connection.query(done.length > 0 ? `DELETE FROM outbox WHERE id = ANY(${idArray(done)}); COMMIT` : 'COMMIT');
   };
 
   return {
     relayBatch: async (limits, publish) => {
       let partial: PartialRelayError | undefined;
-      const round = await guardDatabase(
-        () =>
-          db.transaction(async (trx) => {
-            const claimed = await trx.raw(CLAIM, [limits.rows, limits.bytes]);
-            const rows = claimed.rows as Array<OutboxEntry & { locked: number }>;
-            const locked = rows[0]?.locked ?? 0;
-            const entries: OutboxEntry[] = rows.map(({ id, recordId, event, trace, createdAt }) => ({
-              id,
-              recordId,
-              event,
-              trace,
-              createdAt,
-            }));
-            const full = locked === limits.rows || entries.length < locked;
-            if (entries.length === 0) return { claimed: 0, full: false, published: 0, deadLettered: 0 };
-            let outcome: RelayOutcome;
-            try {
-              outcome = await publish(entries);
-            } catch (error) {
-              if (!(error instanceof PartialRelayError)) throw error;
-              // Commit what the broker took; the failure is rethrown once the transaction is through.
-              await settle(trx, error.outcome);
-              partial = error;
-              return { claimed: entries.length, full, published: 0, deadLettered: 0 };
-            }
-            await settle(trx, outcome);
-            return {
-              claimed: entries.length,
-              full,
-              published: outcome.acknowledged.length,
-              deadLettered: outcome.deadLetters.length,
-            };
-          }),
-        'relay outbox batch',
-      );
+      const round = await guardDatabase(async () => {
+        const connection = (await db.client.acquireConnection()) as PoolClient;
+        // BEGIN goes with the claim: from then on until a COMMIT succeeds, a failure rolls back below.
+        let open = true;
+        try {
+          const results = (await connection.query(claimSql(limits.rows, limits.bytes))) as unknown as QueryResult[];
+          const rows = (results[1]?.rows ?? []) as Array<OutboxEntry & { locked: number }>;
+          const locked = rows[0]?.locked ?? 0;
+          const entries: OutboxEntry[] = rows.map(({ id, recordId, event, trace, createdAt }) => ({
+            id,
+            recordId,
+            event,
+            trace,
+            createdAt,
+          }));
+          const full = locked === limits.rows || entries.length < locked;
+          if (entries.length === 0) {
+            await connection.query('COMMIT');
+            open = false;
+            return { claimed: 0, full: false, published: 0, deadLettered: 0 };
+          }
+          let outcome: RelayOutcome;
+          try {
+            outcome = await publish(entries);
+          } catch (error) {
+            if (!(error instanceof PartialRelayError)) throw error;
+            // Commit what the broker took; the failure is rethrown once the transaction is through.
+            await settleAndCommit(connection, error.outcome);
+            open = false;
+            partial = error;
+            return { claimed: entries.length, full, published: 0, deadLettered: 0 };
+          }
+          await settleAndCommit(connection, outcome);
+          open = false;
+          return {
+            claimed: entries.length,
+            full,
+            published: outcome.acknowledged.length,
+            deadLettered: outcome.deadLetters.length,
+          };
+        } catch (error) {
+          // Releases the claimed rows for the next round (or another relay). Also after a failed "DELETE; COMMIT":
+          // PostgreSQL skips the rest of a message after an error, so the session is still in the aborted
+          // transaction. A broken connection is dropped by knex's pool when it is next validated.
+          if (open) await connection.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        } finally {
+          db.client.releaseConnection(connection);
+        }
+      }, 'relay outbox batch');
       if (partial !== undefined) throw partial;
       return round;
     },
