@@ -9,7 +9,7 @@ import Joi from 'joi';
 import { type FieldIssue, InvalidParameterError, toPointer, ValidationError } from '#lib/errors';
 import { isUuid, uuidv7 } from './ids.ts';
 import type { Clock } from './ports.ts';
-import { normalizeRfc3339, parseRfc3339, RFC3339_PATTERN } from './timestamp.ts';
+import { normalizeRfc3339, parseRfc3339, RFC3339_PATTERN, readRfc3339 } from './timestamp.ts';
 import type { JsonObject, KeysetPosition, ListFilter, NewRecord } from './types.ts';
 
 export interface RecordSchemaLimits {
@@ -220,7 +220,13 @@ export function createRecordValidator(limits: RecordSchemaLimits, clock: Clock =
       if (issues.length > 0) throw new ValidationError(uniqueByPointer(issues).slice(0, MAX_ISSUES));
       const receivedAt = new Date(now).toISOString();
       return inputs.map((input, index) =>
-        toNewRecord(input as RecordInput, inspected.payloadJson[index] ?? '{}', receivedAt, now),
+        toNewRecord(
+          input as RecordInput,
+          inspected.payloadJson[index] ?? '{}',
+          inspected.timestamps[index],
+          receivedAt,
+          now,
+        ),
       );
     },
   };
@@ -234,13 +240,19 @@ interface RecordInput {
   payload: JsonObject;
 }
 
-function toNewRecord(input: RecordInput, payloadJson: string, receivedAt: string, now: number): NewRecord {
+function toNewRecord(
+  input: RecordInput,
+  payloadJson: string,
+  utcTimestamp: string | undefined,
+  receivedAt: string,
+  now: number,
+): NewRecord {
   return {
     id: input.id === undefined ? uuidv7(now) : input.id.toLowerCase(),
     source: input.source,
     type: input.type,
-    // Validated above, so normalisation cannot fail here; UTC text is what PostgreSQL accepts for every offset.
-    timestamp: input.timestamp === undefined ? receivedAt : (normalizeRfc3339(input.timestamp) ?? input.timestamp),
+    // Rendered in UTC by the inspection (what PostgreSQL accepts for every offset); validated, so it is there.
+    timestamp: input.timestamp === undefined ? receivedAt : (utcTimestamp ?? input.timestamp),
     payload: input.payload,
     payloadJson,
     idGiven: input.id !== undefined,
@@ -307,16 +319,18 @@ function parseFilter(parsed: FilterValues, issues: FieldIssue[]): ListFilter {
 /**
  * Checks what joi cannot, in one iterative walk per record (a hostile nesting depth cannot overflow the stack):
  * calendar-valid timestamps inside the window, payload depth, reserved keys, NUL and lone surrogates, numbers
- * JSON cannot carry; then each payload is serialised once, to measure it and to be stored as that very text.
+ * JSON cannot carry; then each payload is serialised once, to measure it and to be stored as that very text, and
+ * each timestamp is rendered in UTC once, to be stored as that text. JSON pointers are built only for issues.
  */
 export function inspectRecordBody(
   body: Record<string, unknown>,
   isBatch: boolean,
   limits: RecordSchemaLimits,
   now: number,
-): { issues: FieldIssue[]; payloadJson: string[] } {
+): { issues: FieldIssue[]; payloadJson: string[]; timestamps: Array<string | undefined> } {
   const issues: FieldIssue[] = [];
   const payloadJson: string[] = [];
+  const timestamps: Array<string | undefined> = [];
   const records = isBatch ? body.records : [body];
   if (isBatch) {
     // The envelope's own keys and strings (a batch has only `records`; joi reports the rest).
@@ -324,74 +338,90 @@ export function inspectRecordBody(
       if (RESERVED_KEYS.has(key)) issues.push({ pointer: toPointer([key]), detail: `uses the reserved key "${key}"` });
     }
   }
-  if (!Array.isArray(records)) return { issues, payloadJson };
+  if (!Array.isArray(records)) return { issues, payloadJson, timestamps };
   records.forEach((record: unknown, index) => {
     if (!isPlainObject(record)) return;
     const base = isBatch ? ['records', index] : [];
     walk(record, base, limits.payloadMaxDepth, issues);
     const { timestamp, payload } = record;
     if (typeof timestamp === 'string' && RFC3339_PATTERN.test(timestamp)) {
-      const at = normalizeRfc3339(timestamp) === undefined ? undefined : parseRfc3339(timestamp);
-      const pointer = toPointer([...base, 'timestamp']);
-      if (at === undefined) issues.push({ pointer, detail: 'is not a real date and time in years 0001–9999' });
+      const read = readRfc3339(timestamp);
+      const at = read?.utc === undefined ? undefined : read.ms;
+      const pointer = () => toPointer([...base, 'timestamp']);
+      if (at === undefined)
+        issues.push({ pointer: pointer(), detail: 'is not a real date and time in years 0001–9999' });
       else if (at < now - limits.maxPastMs)
-        issues.push({ pointer, detail: `is more than ${formatSpan(limits.maxPastMs)} in the past` });
+        issues.push({ pointer: pointer(), detail: `is more than ${formatSpan(limits.maxPastMs)} in the past` });
       else if (at > now + limits.maxFutureMs)
-        issues.push({ pointer, detail: `is more than ${formatSpan(limits.maxFutureMs)} in the future` });
+        issues.push({ pointer: pointer(), detail: `is more than ${formatSpan(limits.maxFutureMs)} in the future` });
+      timestamps[index] = read?.utc;
     }
-    if (isPlainObject(payload) && !issues.some((issue) => issue.pointer.startsWith(toPointer([...base, 'payload'])))) {
-      const json = JSON.stringify(payload);
-      const bytes = Buffer.byteLength(json);
-      if (bytes > limits.payloadMaxBytes) {
-        const pointer = toPointer([...base, 'payload']);
-        issues.push({ pointer, detail: `is ${bytes} bytes as JSON; the limit is ${limits.payloadMaxBytes}` });
-      }
-      payloadJson[index] = json;
+    if (!isPlainObject(payload)) return;
+    if (issues.length > 0) {
+      const payloadPointer = toPointer([...base, 'payload']);
+      if (issues.some((issue) => issue.pointer.startsWith(payloadPointer))) return;
     }
+    const json = JSON.stringify(payload);
+    const bytes = Buffer.byteLength(json);
+    if (bytes > limits.payloadMaxBytes) {
+      const pointer = toPointer([...base, 'payload']);
+      issues.push({ pointer, detail: `is ${bytes} bytes as JSON; the limit is ${limits.payloadMaxBytes}` });
+    }
+    payloadJson[index] = json;
   });
-  return { issues, payloadJson };
+  return { issues, payloadJson, timestamps };
 }
 
 /**
  * One breadth-first walk of a record: reserved keys, NUL, lone surrogates, non-finite numbers anywhere, and the
- * payload's nesting depth (the payload object itself is level 1).
+ * payload's nesting depth (the payload object itself is level 1). Each node keeps its parent and key, not its
+ * path: a path (and its pointer) is built only for a node with an issue.
  */
 function walk(record: object, base: (string | number)[], maxDepth: number, issues: FieldIssue[]): void {
-  const queue: Array<{ value: unknown; path: (string | number)[]; level: number }> = [
-    { value: record, path: base, level: 0 },
-  ];
-  const depthPointer = toPointer([...base, 'payload']);
+  const values: unknown[] = [record];
+  const parents: number[] = [-1];
+  const keys: Array<string | number> = [''];
+  const levels: number[] = [0];
+  const pathOf = (node: number): (string | number)[] => {
+    const tail: Array<string | number> = [];
+    for (let at = node; at > 0; at = parents[at] as number) tail.push(keys[at] as string | number);
+    return [...base, ...tail.reverse()];
+  };
   let tooDeep = false;
   // An index instead of shift(): a megabyte of small array items would make shift() quadratic.
-  for (let i = 0; i < queue.length && issues.length < MAX_ISSUES; i++) {
-    const { value, path, level } = queue[i] as { value: unknown; path: (string | number)[]; level: number };
+  for (let i = 0; i < values.length && issues.length < MAX_ISSUES; i++) {
+    const value = values[i];
+    const level = levels[i] as number;
     if (typeof value === 'string') {
       const problem = badText(value);
-      if (problem) issues.push({ pointer: toPointer(path), detail: problem });
+      if (problem) issues.push({ pointer: toPointer(pathOf(i)), detail: problem });
     } else if (typeof value === 'number') {
-      if (!Number.isFinite(value)) issues.push({ pointer: toPointer(path), detail: 'is a number out of range' });
+      if (!Number.isFinite(value)) issues.push({ pointer: toPointer(pathOf(i)), detail: 'is a number out of range' });
     } else if (value !== null && typeof value === 'object') {
       if (level > maxDepth) {
         // Deeper than any valid record goes: outside the payload joi refuses the shape anyway, and the walk
         // stops here either way, so a hostile nesting costs nothing.
+        const path = pathOf(i);
         const inPayload = path.length > base.length && path[base.length] === 'payload';
         if (inPayload && !tooDeep)
-          issues.push({ pointer: depthPointer, detail: `nests deeper than ${maxDepth} levels` });
+          issues.push({ pointer: toPointer([...base, 'payload']), detail: `nests deeper than ${maxDepth} levels` });
         tooDeep ||= inPayload;
         continue;
       }
       const entries = Array.isArray(value) ? value.entries() : Object.entries(value);
       for (const [key, child] of entries) {
-        const childPath = [...path, key];
         if (typeof key === 'string') {
           if (RESERVED_KEYS.has(key)) {
-            issues.push({ pointer: toPointer(childPath), detail: `uses the reserved key "${key}"` });
+            issues.push({ pointer: toPointer([...pathOf(i), key]), detail: `uses the reserved key "${key}"` });
             continue;
           }
           const problem = badText(key);
-          if (problem) issues.push({ pointer: toPointer(childPath), detail: `has a key that ${problem}` });
+          if (problem) issues.push({ pointer: toPointer([...pathOf(i), key]), detail: `has a key that ${problem}` });
         }
-        queue.push({ value: child, path: childPath, level: level + 1 });
+        values.push(child);
+        parents.push(i);
+        keys.push(key);
+        levels.push(level + 1);
       }
     }
   }

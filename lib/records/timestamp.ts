@@ -22,8 +22,21 @@ const END_SUPPORTED_MS = Date.UTC(10_000, 0, 1);
 export function normalizeRfc3339(text: string): string | undefined {
   const parts = splitRfc3339(text);
   if (parts === undefined || parts.wholeMs < MIN_SUPPORTED_MS || parts.wholeMs >= END_SUPPORTED_MS) return undefined;
-  const iso = new Date(parts.wholeMs).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
-  return `${iso.slice(0, -1)}${parts.subMsDigits}Z`;
+  return readRfc3339(text)?.utc;
+}
+
+/**
+ * Both readings of one text at once, for the validator: the instant in ms and its UTC text (`utc` undefined when the
+ * instant lies outside years 0001–9999). Undefined when the text is not a real RFC 3339 instant with an offset.
+ */
+export function readRfc3339(text: string): { ms: number; utc: string | undefined } | undefined {
+  const parts = splitRfc3339(text);
+  if (parts === undefined) return undefined;
+  const inRange = parts.wholeMs >= MIN_SUPPORTED_MS && parts.wholeMs < END_SUPPORTED_MS;
+  return {
+    ms: parts.wholeMs + Number(`0.${parts.subMsDigits || '0'}`),
+    utc: inRange ? `${new Date(parts.wholeMs).toISOString().slice(0, -1)}${parts.subMsDigits}Z` : undefined,
+  };
 }
 
 /**
