@@ -112,7 +112,13 @@ export function createOutboxRepository(db: Knex): OutboxStore {
           // Releases the claimed rows for the next round (or another relay). Also after a failed "DELETE; COMMIT":
           // PostgreSQL skips the rest of a message after an error, so the session is still in the aborted
           // transaction. A broken connection is dropped by knex's pool when it is next validated.
-          if (open) await connection.query('ROLLBACK').catch(() => undefined);
+          if (open) {
+            await connection.query('ROLLBACK').catch((rollbackError: unknown) => {
+              // Not known to have rolled back (a query timeout leaves the claim running): never reused, or the
+              // next user would run inside this transaction and its row locks. knex's pool drops it on release.
+              (connection as PoolClient & { __knex__disposed?: unknown }).__knex__disposed = rollbackError;
+            });
+          }
           throw error;
         } finally {
           db.client.releaseConnection(connection);

@@ -82,7 +82,12 @@ const DELETE_BATCH = 10_000;
  * "Today" is PostgreSQL's clock unless a caller (a test of another day) passes `nowMs`: every pod computing it and
  * the retention cutoff from its own clock would let one skewed node create the wrong days or drop the wrong ones.
  */
-export async function maintainPartitions(db: Knex, plan: PartitionPlan, nowMs?: number): Promise<MaintenanceReport> {
+export async function maintainPartitions(
+  db: Knex,
+  plan: PartitionPlan,
+  nowMs?: number,
+  signal?: AbortSignal,
+): Promise<MaintenanceReport> {
   return maintenanceSession(db, MAINTENANCE_LOCK_TIMEOUT_MS, async (q) => {
     const timescale = await isHypertable(q);
     const dropped: string[] = [];
@@ -118,6 +123,7 @@ export async function maintainPartitions(db: Knex, plan: PartitionPlan, nowMs?: 
     if (plan.retentionDays > 0 && !plan.requireArchive) {
       idsDeleted = await deleteInBatches(
         q,
+        signal,
         // The time condition is repeated outside the subquery so that every batch's join reads through the BRIN
         // index too, instead of scanning the whole registry once per batch (measured in docs/storage.md).
         `DELETE FROM record_ids WHERE "timestamp" < $1
@@ -127,6 +133,7 @@ export async function maintainPartitions(db: Knex, plan: PartitionPlan, nowMs?: 
     }
     const keysDeleted = await deleteInBatches(
       q,
+      signal,
       `DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) AND key IN (
          SELECT key FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1) LIMIT ${DELETE_BATCH})`,
       [plan.idempotencyTtlHours],
@@ -286,13 +293,16 @@ async function detach(q: (sql: string) => Promise<unknown>, name: string): Promi
   }
 }
 
+/** Deletes batch after batch until one comes back short, or `signal` is aborted (the next run goes on). */
 async function deleteInBatches(
   q: (sql: string, params: unknown[]) => Promise<{ rowCount: number | null }>,
+  signal: AbortSignal | undefined,
   sql: string,
   params: unknown[],
 ): Promise<number> {
   let total = 0;
   for (;;) {
+    if (signal?.aborted) return total;
     const { rowCount } = await q(sql, params);
     total += rowCount ?? 0;
     if ((rowCount ?? 0) < DELETE_BATCH) return total;
@@ -336,7 +346,8 @@ async function isHypertable(q: SessionQuery): Promise<boolean> {
  * finds no partition creates its day itself (`ds_ensure_record_partition`). A failure is logged and the whole run
  * retried after `retryMs`: a database that is down when the function starts must not leave it without partitions
  * for an hour, nor keep it from starting. A role without the privilege (ds_ingest) is logged once and the
- * schedule ends. `stop()` schedules nothing more and resolves once the run under way has ended.
+ * schedule ends. `stop()` schedules nothing more, ends a run under way after its current statement (between delete
+ * batches), and resolves once it has ended.
  */
 export function schedulePartitionMaintenance(
   db: Knex,
@@ -350,6 +361,8 @@ export function schedulePartitionMaintenance(
 ): { stop(): Promise<void>; firstRun: Promise<void> } {
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  // Ends a run between its delete batches: a stopping pod does not wait for a big registry's whole cleanup.
+  const stopping = new AbortController();
   // The run under way, if any: stop() waits for it, so that a closing pool (or the next test) never meets a
   // maintenance run still deleting rows in the background.
   let inFlight: Promise<void> = Promise.resolve();
@@ -374,12 +387,13 @@ export function schedulePartitionMaintenance(
       );
       return;
     }
+    if (stopped) return; // a run cut short by the stop (the pool closing under it) is not a failure to report
     log.warn({ err: error, retry_in_ms: retryMs }, 'partition maintenance failed; will retry');
     next(retryMs);
   };
   const run = async (): Promise<void> => {
     try {
-      const report = await maintainPartitions(db, plan);
+      const report = await maintainPartitions(db, plan, undefined, stopping.signal);
       if (
         report.created.length + report.dropped.length + report.awaitingArchive.length > 0 ||
         report.idempotencyKeysDeleted > 0
@@ -418,6 +432,7 @@ export function schedulePartitionMaintenance(
   return {
     stop: async () => {
       stopped = true;
+      stopping.abort();
       clearTimeout(timer);
       await inFlight;
     },

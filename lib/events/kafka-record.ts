@@ -84,6 +84,10 @@ export function encodeRecord({
       headerValues.push(entry as Bytes);
     }
   }
+  // kafkajs refuses what BigInt cannot take (a fraction, Infinity); here such a delta would loop or be rounded.
+  if (!Number.isSafeInteger(timestampDelta) || !Number.isSafeInteger(offsetDelta)) {
+    throw new RangeError(`record deltas must be integers (timestamp ${timestampDelta}, offset ${offsetDelta})`);
+  }
   const keyLength = byteLength(key);
   const valueLength = byteLength(value);
   const timestamp = zigzag64(timestampDelta);

@@ -20,8 +20,6 @@ const END_SUPPORTED_MS = Date.UTC(10_000, 0, 1);
  * undefined when the text is invalid or the instant lies outside years 0001–9999.
  */
 export function normalizeRfc3339(text: string): string | undefined {
-  const parts = splitRfc3339(text);
-  if (parts === undefined || parts.wholeMs < MIN_SUPPORTED_MS || parts.wholeMs >= END_SUPPORTED_MS) return undefined;
   return readRfc3339(text)?.utc;
 }
 

@@ -58,6 +58,13 @@ describe('encodeRecord', () => {
     }
   });
 
+  it('refuses a delta that is not an integer, as kafkajs does, instead of looping or rounding', () => {
+    for (const timestampDelta of [1.5, Number.POSITIVE_INFINITY, Number.NaN]) {
+      expect(() => encodeRecord({ timestampDelta, key: 'k', value: 'v' })).toThrow(RangeError);
+    }
+    expect(() => encodeRecord({ offsetDelta: 0.5, key: 'k', value: 'v' })).toThrow(RangeError);
+  });
+
   it('hands kafkajs an Encoder as far as its batch encoder looks: a Buffer in buf, the bytes in buffer', () => {
     const record = encodeRecord({ key: 'k', value: 'v' });
     expect(Buffer.isBuffer(record.buf)).toBe(true);
