@@ -49,6 +49,22 @@ function writeUnsigned(buf: Buffer, offset: number, value: number): number {
   return offset;
 }
 
+/**
+ * The UTF-8 bytes of short texts met before: header names, and the header values that are the same in every event
+ * (spec version, source, type, content type). Bounded: once full, new texts are encoded each time.
+ */
+const ENCODED_MAX_ENTRIES = 256;
+const ENCODED_MAX_CHARS = 64;
+const encoded = new Map<string, Buffer>();
+function bytesOf(text: string): Buffer | string {
+  const known = encoded.get(text);
+  if (known !== undefined) return known;
+  if (text.length > ENCODED_MAX_CHARS || encoded.size >= ENCODED_MAX_ENTRIES) return text;
+  const bytes = Buffer.from(text, 'utf8');
+  encoded.set(text, bytes);
+  return bytes;
+}
+
 const byteLength = (value: Bytes): number =>
   value == null ? -1 : Buffer.isBuffer(value) ? value.length : Buffer.byteLength(value, 'utf8');
 
@@ -70,18 +86,19 @@ export function encodeRecord({
   headers = {},
 }: RecordInput): EncodedRecord {
   // Flattened as kafkajs does: an array value is one header per element, under the same key.
-  const headerKeys: string[] = [];
+  const headerKeys: Array<string | Buffer> = [];
   const headerValues: Bytes[] = [];
   for (const name of Object.keys(headers)) {
     const entry = headers[name];
+    const key = bytesOf(name);
     if (Array.isArray(entry)) {
       for (const element of entry as readonly Bytes[]) {
-        headerKeys.push(name);
+        headerKeys.push(key);
         headerValues.push(element);
       }
     } else {
-      headerKeys.push(name);
-      headerValues.push(entry as Bytes);
+      headerKeys.push(key);
+      headerValues.push(typeof entry === 'string' ? bytesOf(entry) : (entry as Bytes));
     }
   }
   // kafkajs refuses what BigInt cannot take (a fraction, Infinity); here such a delta would loop or be rounded.
@@ -101,7 +118,7 @@ export function encodeRecord({
     unsignedSize(zigzag32(headerKeys.length));
   const lengths = new Array<number>(headerKeys.length * 2);
   for (let i = 0; i < headerKeys.length; i++) {
-    const k = Buffer.byteLength(headerKeys[i] as string, 'utf8');
+    const k = byteLength(headerKeys[i]);
     const v = byteLength(headerValues[i]);
     lengths[2 * i] = k;
     lengths[2 * i + 1] = v;

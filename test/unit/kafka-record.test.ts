@@ -58,6 +58,22 @@ describe('encodeRecord', () => {
     }
   });
 
+  it('writes the same bytes once its cache of encoded header texts is full (varying ids and times, long texts)', () => {
+    for (let i = 0; i < 400; i++) {
+      const input = {
+        key: `k${i}`,
+        value: `{"n":${i}}`,
+        headers: {
+          ...CLOUDEVENTS,
+          ce_id: `id-${i}-é`,
+          ce_time: new Date(i * 1000).toISOString(),
+          long: 'x'.repeat(65 + i),
+        },
+      };
+      expect(encodeRecord(input).buffer.equals(kafkajsRecord(input).buffer)).toBe(true);
+    }
+  });
+
   it('refuses a delta that is not an integer, as kafkajs does, instead of looping or rounding', () => {
     for (const timestampDelta of [1.5, Number.POSITIVE_INFINITY, Number.NaN]) {
       expect(() => encodeRecord({ timestampDelta, key: 'k', value: 'v' })).toThrow(RangeError);
