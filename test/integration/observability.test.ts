@@ -238,6 +238,9 @@ afterAll(async () => {
   await redis.quit();
 }, 30_000);
 
+/** Families whose samples exist only once something has happened in the process. */
+const AFTER_AN_EVENT: ReadonlySet<string> = new Set(['nodejs_gc_duration_seconds']);
+
 describe('observability', () => {
   it('GET /metrics exposes every documented metric with its documented type', async () => {
     const documented = documentedMetrics(readFileSync(join(ROOT, 'docs', 'observability.md'), 'utf8'));
@@ -251,6 +254,10 @@ describe('observability', () => {
           family,
           type,
         });
+        // A GC histogram has samples only after a collection, and an idle relay that has published two events may
+        // not have had one yet (it failed CI once, 2026-12-03, when its start stopped loading undici): its type
+        // is checked above, its samples are not required.
+        if (AFTER_AN_EVENT.has(family)) continue;
         const values = samples.filter((s) => familyOf(s.name, types) === family);
         expect({ function: target.name, family, samples: values.length > 0 }).toEqual({
           function: target.name,
