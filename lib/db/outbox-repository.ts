@@ -13,16 +13,16 @@ import { guardDatabase } from './errors.ts';
  * `createdAt` (the CloudEvent's time) is formatted here, in the claim, so the relay builds headers without a Date:
  * the row's commit time, equal to the record's received_at (both `now()` of the same transaction).
  */
-const CLAIM = `
+const claimOf = (rows: number, bytes: number): string => `
   WITH locked AS (
-    SELECT id, octet_length(event) AS bytes FROM outbox ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED
+    SELECT id, octet_length(event) AS bytes FROM outbox ORDER BY id LIMIT ${rows} FOR UPDATE SKIP LOCKED
   ), sized AS (
     SELECT id, bytes, sum(bytes) OVER (ORDER BY id) - bytes AS before, count(*) OVER () AS locked FROM locked
   )
   SELECT o.id::text AS id, o.record_id::text AS "recordId", o.event, o.trace, s.locked::int AS locked,
          to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "createdAt"
   FROM sized s JOIN outbox o ON o.id = s.id
-  WHERE s.before < ?
+  WHERE s.before < ${bytes}
   ORDER BY o.id`;
 
 /**
@@ -43,7 +43,7 @@ export function createOutboxRepository(db: Knex): OutboxStore {
     if (!Number.isSafeInteger(rows) || !Number.isSafeInteger(bytes) || rows < 1 || bytes < 1) {
       throw new RangeError(`relay claim limits must be positive integers (rows ${rows}, bytes ${bytes})`);
     }
-    return `BEGIN; ${CLAIM.replace('LIMIT ?', `LIMIT ${rows}`).replace('before < ?', `before < ${bytes}`)}`;
+    return `BEGIN; ${claimOf(rows, bytes)}`;
   };
   const idArray = (ids: readonly string[]): string => {
     for (const id of ids) if (!/^\d{1,19}$/.test(id)) throw new RangeError(`not an outbox id: ${JSON.stringify(id)}`);
